@@ -1,0 +1,66 @@
+/**
+ * The source (provider) contract. A source is a descriptor with optional methods — the chain
+ * calls only what a source has (as libnfsidmap's trans_func table). Every method returns
+ * `undefined` for "not mine / not found" (the chain tries the next source) and throws for a fault
+ * (the chain stops: a fault must never be papered over by a later source giving another id).
+ *
+ * Ids here are in the source's (directory's) own id space; the resolver translates them.
+ * Names are local names (no `@domain`); the resolver qualifies and strips domains.
+ */
+import type { Entity, Sid } from '../types.js';
+
+export type MaybePromise<T> = T | Promise<T>;
+
+/** What a source knows about one user or group. */
+export interface SourceEntry {
+  readonly id: number;
+  /** local name (no domain) */
+  readonly name?: string;
+  readonly sid?: Sid;
+}
+
+export interface SourceHealth {
+  readonly state: 'up' | 'degraded' | 'down';
+  readonly detail?: string;
+}
+
+export interface Source {
+  /** instance name from the policy (`providers: { <name>: … }`) */
+  readonly name: string;
+  /** kind: files | nss | static | sid | ldap */
+  readonly kind: string;
+  /** acquire connections, watchers. Optional. */
+  start?(): Promise<void>;
+  /** release in reverse order. Optional. */
+  stop?(): Promise<void>;
+  /** name → entry (answers name-to-uid / name-to-gid) */
+  byName?(entity: Entity, name: string): MaybePromise<SourceEntry | undefined>;
+  /** id → entry with `name` (answers uid-to-name / gid-to-name) */
+  byId?(entity: Entity, id: number): MaybePromise<SourceEntry | undefined>;
+  /** SID → entry (answers sid-to-uid / sid-to-gid) */
+  bySid?(entity: Entity, sid: Sid): MaybePromise<SourceEntry | undefined>;
+  /** id → entry with `sid` (answers uid-to-sid / gid-to-sid) */
+  sidOf?(entity: Entity, id: number): MaybePromise<SourceEntry | undefined>;
+  /** for `idmapctl status` */
+  health?(): SourceHealth;
+}
+
+/** A fault inside a source (directory down, file unreadable, …). Stops the chain. */
+export class SourceFault extends Error {
+  readonly source: string;
+  constructor(source: string, message: string, options?: { cause?: unknown }) {
+    super(`${source}: ${message}`, options);
+    this.name = 'SourceFault';
+    this.source = source;
+  }
+}
+
+/**
+ * Factory signature every source kind exports. `config` is the provider's validated policy
+ * block (minus `kind`); `env` carries what a source may need from outside.
+ */
+export interface SourceEnv {
+  /** base directory relative paths in the policy resolve against (the policy file's dir) */
+  readonly baseDir: string;
+  readonly log: import('../log.js').Logger;
+}
