@@ -33,11 +33,15 @@ export class NsidmapError extends Error {
     this.code = code;
   }
   get exitCode(): number {
-    return ERRORS[this.code].exit;
+    // a code received from a newer daemon may be unknown here
+    return (ERRORS as Record<string, { exit: number } | undefined>)[this.code]?.exit ?? 1;
   }
-  /** `NSIDMAP_EXXX: message` — the one line a user sees. */
+  /**
+   * `NSIDMAP_EXXX: message` — the line a user sees. A policy error lists one finding per line;
+   * each carries the code so that every line stands on its own in a log.
+   */
   oneLine(): string {
-    return `${this.code}: ${this.message}`;
+    return this.message.split('\n').map((l) => `${this.code}: ${l}`).join('\n');
   }
 }
 

@@ -115,6 +115,9 @@ export interface Context {
   readonly fs?: 'nfs' | 'cifs';
   /** requesting task, in the init pid namespace; informational (it may be gone). */
   readonly pid?: number;
+  /** true when `pid` had exited before its namespaces could be read: only iface/pid (and what the
+   *  caller passed) are set. Keyring requests still resolve: their scope never depends on the pid. */
+  readonly pidGone?: boolean;
   readonly userns?: UserNsInfo;
   readonly netns?: NetNsInfo;
   /** cgroup v2 path (the `0::` line), e.g. /system.slice/docker-<id>.scope */
@@ -127,6 +130,7 @@ export interface Context {
 }
 
 /** How an answer came to be. */
+export const OUTCOMES_LIST = ['mapped', 'nobody', 'squashed', 'unmappable', 'negative', 'error'] as const;
 export type Outcome =
   /** a source mapped it */
   | 'mapped'

@@ -1,0 +1,112 @@
+/**
+ * What the daemon does for each admin op. The resolve op is also the upcall helper's path: the
+ * requester's context is read here from /proc/<pid> (never taken from the wire).
+ */
+import { describeError, NsidmapError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { buildContext } from '../ns/context.js';
+import type { Engine } from '../resolver/engine.js';
+import { parseRequest, requestValue } from '../resolver/query.js';
+import { printableKey } from '../resolver/resolver.js';
+import type { AdminRequest } from '../responders/admin/protocol.js';
+import type { Answer, Context, Interface, Request } from '../types.js';
+
+export interface DaemonInfo {
+  readonly version: string;
+  readonly startedAt: number;
+  readonly socket: string;
+}
+
+export function defaultInterface(req: Request): Interface {
+  return req.kind.includes('sid') ? 'keyring-cifs' : 'keyring-nfs';
+}
+
+/** One log line per answered request; mapped answers only at debug (they are the common case). */
+export function logAnswer(log: Logger, a: Answer, ctx: Context): void {
+  const level = a.outcome === 'mapped' ? 'debug' : a.outcome === 'error' ? 'warn' : 'info';
+  if (!log.on(level)) return;
+  log[level]('lookup', {
+    iface: ctx.iface,
+    kind: a.request.kind,
+    query: requestValue(a.request),
+    outcome: a.outcome,
+    value: a.value,
+    scope: a.scope,
+    source: a.source,
+    cache: a.cache,
+    reason: a.reason,
+    code: a.code,
+    pid: ctx.pid,
+    container: ctx.container?.id.slice(0, 12),
+    userns: ctx.userns && !ctx.userns.isInit ? ctx.userns.inode : undefined,
+  });
+}
+
+export function contextSummary(ctx: Context): Record<string, unknown> {
+  return {
+    iface: ctx.iface,
+    pid: ctx.pid,
+    pidGone: ctx.pidGone,
+    userns: ctx.userns ? { inode: ctx.userns.inode, init: ctx.userns.isInit, uidMap: ctx.userns.uidMap } : undefined,
+    netns: ctx.netns ? { inode: ctx.netns.inode, init: ctx.netns.isInit } : undefined,
+    cgroup: ctx.cgroup,
+    container: ctx.container,
+  };
+}
+
+export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger, reload: () => Promise<unknown>) {
+  return async (req: AdminRequest): Promise<unknown> => {
+    switch (req.op) {
+      case 'ping':
+        return { pong: true };
+      case 'resolve':
+        return resolveOp(engine(), req, log);
+      case 'status':
+        return status(engine(), info);
+      case 'reload':
+        return reload();
+      case 'cache.stats':
+        return { ...engine().store.stats(), counters: engine().resolver.counters };
+      case 'cache.list':
+        return engine().store.list({ scope: req.scope, prefix: req.prefix }, req.limit ?? 1000).map((e) => ({ ...e, key: printableKey(e.key) }));
+      case 'cache.flush':
+        return { flushed: flush(engine(), req.scope, req.key) };
+    }
+  };
+}
+
+async function resolveOp(engine: Engine, req: Extract<AdminRequest, { op: 'resolve' }>, log: Logger) {
+  const request = parseRequest(req.kind, req.value);
+  const iface = req.iface ?? defaultInterface(request);
+  const ctx = buildContext(iface, req.nsPid ?? req.pid);
+  const answer = await engine.resolver.resolve(request, ctx, { scope: req.scope, explain: req.explain });
+  logAnswer(log, answer, ctx);
+  return { answer, context: req.explain ? contextSummary(ctx) : undefined };
+}
+
+/** `cache flush` takes a scope, a key as printed by `cache list` (space-separated), or nothing (all). */
+function flush(engine: Engine, scope: string | undefined, key: string | undefined): number {
+  if (key !== undefined) return engine.store.delete(key.split(' ').join('\x1f')) ? 1 : 0;
+  if (scope !== undefined && !engine.policy.scopes.some((s) => s.name === scope)) {
+    throw new NsidmapError('NSIDMAP_EREQUEST', `no scope named "${scope}" (scopes: ${engine.policy.scopes.map((s) => s.name).join(', ')})`);
+  }
+  return engine.store.flush(scope === undefined ? undefined : { scope });
+}
+
+function status(engine: Engine, info: DaemonInfo) {
+  const p = engine.policy;
+  return {
+    version: info.version,
+    pid: process.pid,
+    uptime: Math.round((Date.now() - info.startedAt) / 1000),
+    socket: info.socket,
+    policy: { file: engine.file ?? '(embedded defaults)', loadedAt: new Date(engine.loadedAt).toISOString(), domain: p.domain, warnings: engine.warnings.length },
+    scopes: p.scopes.map((s) => ({ name: s.name, domain: s.domain, providers: s.sources.map((x) => x.name), ids: s.ids, root: s.root })),
+    sources: [...p.sources.values()].map((s) => ({ name: s.name, kind: s.kind, ...(s.health?.() ?? { state: 'up' }) })),
+    cache: { path: engine.cachePath, ...engine.store.stats() },
+    counters: engine.resolver.counters,
+    rss: process.memoryUsage.rss(),
+  };
+}
+
+export { describeError };

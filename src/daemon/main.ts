@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+/**
+ * nsidmapd — the nsidmap daemon. See `nsidmapd --help`.
+ */
+import { parseArgs } from 'node:util';
+import { describeError, isNsidmapError, NsidmapError } from '../errors.js';
+import { createLogger, LEVELS, type Level } from '../log.js';
+import { VERSION } from '../version.js';
+import { Daemon } from './daemon.js';
+import { defaultPaths } from './paths.js';
+
+const HELP = `Usage: nsidmapd [options]
+
+The nsidmap daemon: answers the kernel's identity-mapping requests (NFSv4 id_resolver keys,
+cifs.idmap keys) and idmapctl on its admin socket, from the policy's sources and its cache.
+
+Options:
+  -p, --policy FILE     policy file (default ${defaultPaths().policy}; when it does not
+                        exist, the embedded defaults: files + nss sources, one host scope)
+  -s, --socket PATH     admin socket (default ${defaultPaths().socket})
+  -c, --cache PATH      SQLite cache file or :memory: (default: the policy's cache.path,
+                        else ${defaultPaths().cache})
+  -l, --log-level LVL   error | warn | info | debug (default: the policy's daemon.logLevel, else info)
+      --check           load and check the policy, print findings, exit (0 when usable)
+  -h, --help            this text
+  -V, --version         print the version
+
+Signals: SIGHUP reloads the policy (a broken one is refused and the old one stays in force);
+SIGTERM/SIGINT stop gracefully. Under systemd (Type=notify) it reports READY=1 and WATCHDOG=1.
+
+Example:
+  nsidmapd --policy /etc/nsidmap/policy.yaml --log-level debug
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let args;
+  try {
+    args = parseArgs({
+      args: argv,
+      options: {
+        policy: { type: 'string', short: 'p' },
+        socket: { type: 'string', short: 's' },
+        cache: { type: 'string', short: 'c' },
+        'log-level': { type: 'string', short: 'l' },
+        check: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'V' },
+      },
+      strict: true,
+      allowPositionals: false,
+    }).values;
+  } catch (e) {
+    throw new NsidmapError('NSIDMAP_EUSAGE', `${(e as Error).message} (see nsidmapd --help)`);
+  }
+  if (args.help) return void process.stdout.write(HELP), 0;
+  if (args.version) return void process.stdout.write(`nsidmapd ${VERSION}\n`), 0;
+  const level = args['log-level'] ?? 'info';
+  if (!(level in LEVELS)) throw new NsidmapError('NSIDMAP_EUSAGE', `--log-level: "${level}" is not one of ${Object.keys(LEVELS).join(', ')}`);
+  const log = createLogger({ level: level as Level });
+  const paths = defaultPaths();
+  const daemon = new Daemon({
+    policy: args.policy ?? paths.policy,
+    policyRequired: args.policy !== undefined,
+    socket: args.socket ?? paths.socket,
+    cache: args.cache ?? paths.cache,
+    log,
+  });
+  if (args.check) return checkOnly(args.policy ?? paths.policy);
+  await daemon.start();
+  installSignals(daemon, log);
+  return -1; // keep running
+}
+
+async function checkOnly(file: string): Promise<number> {
+  const { Engine } = await import('../resolver/engine.js');
+  const { formatFinding } = await import('../resolver/policy/load.js');
+  const e = Engine.create(file, { defaultCachePath: ':memory:' });
+  for (const w of e.warnings) process.stdout.write(formatFinding(w) + '\n');
+  process.stdout.write(`${file}: ok\n`);
+  return 0;
+}
+
+function installSignals(daemon: Daemon, log: ReturnType<typeof createLogger>): void {
+  let stopping = false;
+  const stop = (sig: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info('daemon.stopping', { signal: sig });
+    daemon.stop().then(() => process.exit(0), (e) => { log.error('daemon.stop_failed', { error: describeError(e).message }); process.exit(1); });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => { daemon.reload().catch(() => undefined); });
+  // A fault must never take the daemon down silently; log it with its stack and keep serving.
+  process.on('uncaughtException', (e) => log.error('daemon.uncaught', { error: e.stack ?? String(e) }));
+  process.on('unhandledRejection', (e) => log.error('daemon.unhandled', { error: (e as Error)?.stack ?? String(e) }));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { if (code >= 0) process.exitCode = code; },
+  (e) => {
+    if (isNsidmapError(e)) process.stderr.write(e.oneLine() + '\n');
+    else process.stderr.write(`NSIDMAP_EDAEMON: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = isNsidmapError(e) ? e.exitCode : 8;
+  },
+);

@@ -1,0 +1,123 @@
+/**
+ * `idmapctl policy check`: everything the schema cannot see. Errors refuse the policy (the
+ * daemon keeps the old one); warnings are printed. Every finding points at file:line:column.
+ */
+import { sidRangeOverlaps } from '../../providers/sid.js';
+import { staticConflicts } from '../../providers/static.js';
+import { KEYRING_INTERFACES, type Interface } from '../../types.js';
+import { findingAt, type Finding, type LoadedPolicy } from './load.js';
+import { interfacesOf, REQUEST_KEYS, REQUESTER_KEYS, usesRequester } from './match.js';
+import type { MatchConfig, PolicyConfig, ScopeConfig } from './schema.js';
+import { DEFAULT_PROVIDERS } from './compile.js';
+
+type Report = (path: readonly PropertyKey[], message: string, severity?: Finding['severity'], key?: string) => void;
+
+export function checkPolicy(loaded: LoadedPolicy): Finding[] {
+  const out: Finding[] = [];
+  const report: Report = (path, message, severity = 'error', key) => out.push(findingAt(loaded.src, path, message, severity, key));
+  const cfg = loaded.config;
+  const scopes = cfg.scopes ?? [];
+  checkNames(scopes, report);
+  checkReferences(cfg, report);
+  checkStatic(cfg, report);
+  checkSidRanges(cfg, report);
+  scopes.forEach((sc, i) => checkScope(sc, i, report));
+  checkReachability(scopes, report);
+  return out;
+}
+
+function checkNames(scopes: readonly ScopeConfig[], report: Report): void {
+  const seen = new Map<string, number>();
+  scopes.forEach((sc, i) => {
+    const first = seen.get(sc.name);
+    if (first !== undefined) report(['scopes', i, 'name'], `scope name "${sc.name}" is already used by scopes[${first}]`);
+    else seen.set(sc.name, i);
+  });
+}
+
+function checkReferences(cfg: PolicyConfig, report: Report): void {
+  const known = new Set(Object.keys(cfg.providers ?? DEFAULT_PROVIDERS));
+  const refs = (list: readonly string[] | undefined, path: PropertyKey[]) =>
+    list?.forEach((n, j) => { if (!known.has(n)) report([...path, j], `no provider named "${n}" (known: ${[...known].join(', ') || 'none'})`); });
+  refs(cfg.defaults?.providers, ['defaults', 'providers']);
+  (cfg.scopes ?? []).forEach((sc, i) => refs(sc.providers, ['scopes', i, 'providers']));
+}
+
+function checkStatic(cfg: PolicyConfig, report: Report): void {
+  for (const [name, p] of Object.entries(cfg.providers ?? {})) {
+    if (p.kind !== 'static') continue;
+    for (const c of staticConflicts(p as never)) report(['providers', name], `static table is not one-to-one: ${c}`);
+  }
+}
+
+interface NamedRange { domain: string; first: number; count: number; ridBase?: number; where: PropertyKey[] }
+
+function checkSidRanges(cfg: PolicyConfig, report: Report): void {
+  const all: NamedRange[] = [];
+  for (const [name, p] of Object.entries(cfg.providers ?? {})) {
+    if (p.kind !== 'sid') continue;
+    ((p as { ranges?: Omit<NamedRange, 'where'>[] }).ranges ?? []).forEach((r, j) => all.push({ ...r, where: ['providers', name, 'ranges', j] }));
+  }
+  (cfg.scopes ?? []).forEach((sc, i) => sc.sid?.ranges?.forEach((r, j) => all.push({ ...r, where: ['scopes', i, 'sid', 'ranges', j] })));
+  // Ranges must be disjoint across the whole policy: a SID must map to one id fleet-wide.
+  for (let a = 0; a < all.length; a++) {
+    for (let b = a + 1; b < all.length; b++) {
+      const msgs = sidRangeOverlaps([all[a]!, all[b]!]);
+      for (const m of msgs) report(all[b]!.where, `SID range overlaps ${pathOf(all[a]!.where)}: ${m}`);
+    }
+  }
+}
+
+const pathOf = (p: readonly PropertyKey[]) => p.map((x) => (typeof x === 'number' ? `[${x}]` : `.${String(x)}`)).join('').replace(/^\./, '');
+
+function mayServeKeyring(m: MatchConfig | undefined): boolean {
+  const ifaces = interfacesOf(m);
+  return !ifaces || ifaces.some((i) => KEYRING_INTERFACES.includes(i));
+}
+
+function checkScope(sc: ScopeConfig, i: number, report: Report): void {
+  const m = sc.match;
+  if (usesRequester(m) && mayServeKeyring(m)) {
+    const keys = REQUESTER_KEYS.filter((k) => m?.[k] !== undefined).join(', ');
+    report(['scopes', i, 'match'], `matches on the requester (${keys}) but may answer keyring requests, whose answers are host-wide: ` +
+      `set match.interface to pipefs/nfsd/admin, or select keyring requests by idRange/domain/sidDomain (DESIGN.md "Which context may choose a scope")`);
+  }
+  if (sc.ids === 'container' && mayServeKeyring(m) && !interfacesOf(m)) {
+    report(['scopes', i, 'ids'], 'ids: container has no effect on keyring answers (the kernel reads them in the init namespace)', 'warning');
+  }
+  if (sc.root !== 'squash' && (m?.userns === 'container' || typeof m?.userns === 'object')) {
+    report(['scopes', i, 'root'], 'scope for container user namespaces allows root: a root made with `unshare -U -r` maps to root on the wire; consider root: squash', 'warning');
+  }
+  checkMapLines(sc.map?.uid, ['scopes', i, 'map', 'uid'], report);
+  checkMapLines(sc.map?.gid, ['scopes', i, 'map', 'gid'], report);
+}
+
+function checkMapLines(lines: readonly (readonly [number, number, number])[] | undefined, path: PropertyKey[], report: Report): void {
+  if (!lines) return;
+  for (let a = 0; a < lines.length; a++) {
+    for (let b = a + 1; b < lines.length; b++) {
+      const [ia, oa, ca] = lines[a]!;
+      const [ib, ob, cb] = lines[b]!;
+      if (ia < ib + cb && ib < ia + ca) report([...path, b], `inside ids overlap line ${a}`);
+      if (oa < ob + cb && ob < oa + ca) report([...path, b], `host ids overlap line ${a}`);
+    }
+  }
+}
+
+/** Scope B is unreachable when an earlier A's conditions are a subset of B's with equal values. */
+function shadows(a: MatchConfig | undefined, b: MatchConfig | undefined): boolean {
+  const keys = ['interface', ...REQUEST_KEYS, ...REQUESTER_KEYS] as const;
+  return keys.every((k) => a?.[k] === undefined || JSON.stringify(a[k]) === JSON.stringify(b?.[k]));
+}
+
+function checkReachability(scopes: readonly ScopeConfig[], report: Report): void {
+  for (let b = 1; b < scopes.length; b++) {
+    const a = scopes.slice(0, b).findIndex((s) => shadows(s.match, scopes[b]!.match));
+    if (a >= 0) report(['scopes', b, 'name'], `unreachable: every request it matches is taken by scopes[${a}] (${scopes[a]!.name}) first`);
+  }
+  const catchAll = (iface: Interface) => scopes.some((s) => !s.match || (Object.keys(s.match).length === 1 && interfacesOf(s.match)?.includes(iface)));
+  const uncovered = (['keyring-nfs', 'keyring-cifs', 'pipefs', 'nfsd'] as const).filter((i) => !catchAll(i));
+  if (scopes.length > 0 && uncovered.length > 0) {
+    report(['scopes'], `no catch-all scope for ${uncovered.join(', ')}: requests no scope matches are refused (NSIDMAP_ENOSCOPE)`, 'warning');
+  }
+}

@@ -1,0 +1,339 @@
+/**
+ * The one lookup engine (DESIGN.md "The flow"): policy picks a scope → cache (memory → SQLite)
+ * → source chain → cache write → Answer. The only writer of the cache.
+ *
+ * Id spaces, for one scope:
+ *   source ids ──scope.map──► host ids ──reader's uid_map (ids: container)──► answer ids
+ * An id that a step cannot carry becomes nobody (outcome `unmappable`): never a wrong id.
+ */
+import { freshness, type CacheStore } from '../cache/store.js';
+import { describeError, NsidmapError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { fromHost, toHost } from '../ns/idmap.js';
+import { SourceFault } from '../providers/source.js';
+import { isValidId, type Answer, type Context, type Entity, type ExplainStep, type LookupKind, type Outcome, type Request, entityOf, answerTypeOf, type CacheState } from '../types.js';
+import { UNMAPPED_DEFAULTS, type CompiledPolicy, type CompiledScope, type Direction } from './policy/compile.js';
+import { nobodyOf, type NobodyValues } from './nobody.js';
+
+export interface ResolveOptions {
+  /** record the steps taken (idmapctl --explain) */
+  readonly explain?: boolean;
+  /** force this scope instead of matching (idmapctl --scope) */
+  readonly scope?: string;
+}
+
+type Method = 'byName' | 'byId' | 'bySid' | 'sidOf';
+
+/** What to ask the sources, after the request has been checked and translated to source ids. */
+interface Query {
+  readonly method: Method;
+  readonly entity: Entity;
+  readonly arg: string | number;
+  readonly key: string;
+}
+
+interface Found {
+  readonly value: string | null;
+  readonly source: string;
+  readonly cache: CacheState;
+}
+
+/** An early answer decided before any source is asked (squash, unmappable, foreign domain…). */
+interface Early {
+  readonly early: Outcome;
+  readonly reason: string;
+  readonly value?: number;
+}
+
+const METHOD: Record<LookupKind, Method> = {
+  'name-to-uid': 'byName', 'name-to-gid': 'byName',
+  'uid-to-name': 'byId', 'gid-to-name': 'byId',
+  'sid-to-uid': 'bySid', 'sid-to-gid': 'bySid',
+  'uid-to-sid': 'sidOf', 'gid-to-sid': 'sidOf',
+};
+
+const DIRECTION: Record<'id' | 'name' | 'sid', Direction> = { id: 'toId', name: 'toName', sid: 'toSid' };
+const NUMERIC = /^(0|[1-9][0-9]{0,9})$/;
+
+export interface ResolverOptions {
+  readonly log: Logger;
+  readonly now?: () => number;
+}
+
+export class Resolver {
+  private policy: CompiledPolicy;
+  private readonly store: CacheStore;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private readonly inflight = new Map<string, Promise<Found>>();
+  private nobody = new Map<string, Promise<NobodyValues>>();
+  /** counters for `status`/`stats` */
+  readonly counters = { lookups: 0, hits: 0, misses: 0, stale: 0, negative: 0, nobody: 0, squashed: 0, unmappable: 0, errors: 0 };
+
+  constructor(policy: CompiledPolicy, store: CacheStore, opts: ResolverOptions) {
+    this.policy = policy;
+    this.store = store;
+    this.log = opts.log;
+    this.now = opts.now ?? Date.now;
+  }
+
+  get currentPolicy(): CompiledPolicy {
+    return this.policy;
+  }
+
+  /** Swap in a new policy (reload). Cached answers stay: they are keyed by scope name. */
+  setPolicy(policy: CompiledPolicy): void {
+    this.policy = policy;
+    this.nobody = new Map();
+  }
+
+  selectScope(req: Request, ctx: Context): CompiledScope | undefined {
+    for (const s of this.policy.scopes) if (s.matches(req, ctx)) return s;
+    return undefined;
+  }
+
+  scopeByName(name: string): CompiledScope | undefined {
+    return this.policy.scopes.find((s) => s.name === name);
+  }
+
+  async resolve(req: Request, ctx: Context, opts: ResolveOptions = {}): Promise<Answer> {
+    this.counters.lookups++;
+    const trail: ExplainStep[] | undefined = opts.explain ? [] : undefined;
+    const scope = opts.scope !== undefined ? this.scopeByName(opts.scope) : this.selectScope(req, ctx);
+    if (!scope) return this.noScope(req, opts.scope, trail);
+    trail?.push({ step: 'scope', detail: opts.scope !== undefined ? `${scope.name} (forced)` : `${scope.name} (scope #${scope.index + 1}, first whose match fits)` });
+    try {
+      const pre = this.prepare(req, scope, ctx);
+      if ('early' in pre) return await this.finishEarly(req, scope, ctx, pre, trail);
+      const found = await this.lookup(scope, pre, trail);
+      return await this.finish(req, scope, ctx, found, trail);
+    } catch (e) {
+      return this.fault(req, scope, e, trail);
+    }
+  }
+
+  // ---- before the sources: check and translate the request ----
+
+  private prepare(req: Request, scope: CompiledScope, ctx: Context): Query | Early {
+    const entity = entityOf(req.kind);
+    const method = METHOD[req.kind];
+    if ('name' in req) return this.prepareName(req.kind, req.name, scope, entity);
+    if ('sid' in req) return { method, entity, arg: req.sid, key: cacheKey(scope, req.kind, req.sid) };
+    const dirId = this.idToSource(req.id, scope, ctx, entity);
+    if (typeof dirId !== 'number') return dirId;
+    return { method, entity, arg: dirId, key: cacheKey(scope, req.kind, String(dirId)) };
+  }
+
+  private prepareName(kind: LookupKind, name: string, scope: CompiledScope, entity: Entity): Query | Early {
+    // The kernel passes numeric strings through as ids (fs/nfs/nfs4idmap.c nfs_map_string_to_numeric).
+    if (NUMERIC.test(name) && Number(name) <= 0xfffffffe) return { early: 'mapped', reason: 'numeric name taken as an id', value: Number(name) };
+    const at = name.lastIndexOf('@');
+    if (at <= 0) return { early: 'negative', reason: at < 0 ? `"${name}" has no @domain` : `"${name}" has an empty local part` };
+    const domain = name.slice(at + 1).toLowerCase();
+    if (!scope.accepted.has(domain)) {
+      return { early: 'negative', reason: `domain "${domain}" is not accepted by scope ${scope.name} (accepts ${[...scope.accepted].join(', ')}): domain mismatch` };
+    }
+    const local = name.slice(0, at);
+    return { method: 'byName', entity, arg: local, key: cacheKey(scope, kind, local) };
+  }
+
+  /** answer-space id → source id, or the early answer that stops it */
+  private idToSource(id: number, scope: CompiledScope, ctx: Context, entity: Entity): number | Early {
+    if (!isValidId(id)) throw new NsidmapError('NSIDMAP_EREQUEST', `id ${id} is out of range`);
+    let host: number | undefined = id;
+    const readerMap = readerMapOf(scope, ctx, entity);
+    if (readerMap) host = toHost(readerMap, id);
+    if (host === undefined) return { early: 'unmappable', reason: `id ${id} has no host id in the reader's namespace` };
+    if (scope.root === 'squash' && host === 0) return { early: 'squashed', reason: 'root squashed (root: squash)' };
+    const map = entity === 'user' ? scope.uidMap : scope.gidMap;
+    const dir = map ? fromHost(map, host) : host;
+    if (dir === undefined) return { early: 'unmappable', reason: `host id ${host} is outside scope ${scope.name}'s map` };
+    if (scope.root === 'squash' && dir === 0) return { early: 'squashed', reason: 'root of the mapped namespace squashed (root: squash)' };
+    return dir;
+  }
+
+  // ---- the cache and the sources ----
+
+  private async lookup(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined): Promise<Found> {
+    const now = this.now();
+    const hit = this.store.get(q.key);
+    if (hit) {
+      const state = freshness(hit, now);
+      if (state !== 'expired') {
+        this.counters.hits++;
+        if (state === 'refresh') this.refreshInBackground(scope, q);
+        trail?.push({ step: 'cache', detail: state === 'fresh' ? `fresh (from ${hit.source || 'negative'})` : `past half its TTL: served, refresh started` });
+        return { value: hit.value, source: hit.source, cache: state };
+      }
+    }
+    this.counters.misses++;
+    try {
+      return await this.queryOnce(scope, q, trail);
+    } catch (e) {
+      const maxStale = this.policy.cache.maxStale * 1000;
+      if (hit && now - hit.expires <= maxStale) {
+        this.counters.stale++;
+        trail?.push({ step: 'cache', detail: `expired entry served: sources failed (${describeError(e).message})` });
+        this.log.warn('stale.served', { scope: scope.name, key: printableKey(q.key), reason: describeError(e).message });
+        return { value: hit.value, source: hit.source, cache: 'stale' };
+      }
+      throw e;
+    }
+  }
+
+  /** One chain query per key at a time: concurrent misses share it. */
+  private queryOnce(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined): Promise<Found> {
+    const running = this.inflight.get(q.key);
+    if (running && !trail) return running;
+    const p = this.queryChain(scope, q, trail).finally(() => this.inflight.delete(q.key));
+    if (!trail) this.inflight.set(q.key, p);
+    return p;
+  }
+
+  private refreshInBackground(scope: CompiledScope, q: Query): void {
+    if (this.inflight.has(q.key)) return;
+    this.queryOnce(scope, q, undefined).catch((e) => {
+      this.log.warn('refresh.failed', { scope: scope.name, key: printableKey(q.key), reason: describeError(e).message });
+    });
+  }
+
+  private async queryChain(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined): Promise<Found> {
+    let value: string | null = null;
+    let source = '';
+    for (const src of scope.sources) {
+      const fn = src[q.method];
+      if (!fn) continue;
+      const entry = await fn.call(src, q.entity, q.arg as never);
+      const v = entry === undefined ? undefined : pick(q.method, entry);
+      trail?.push({ step: 'source', detail: `${src.name} (${src.kind}): ${v === undefined ? 'not found' : `found ${v}`}` });
+      if (v !== undefined) {
+        value = v;
+        source = src.name;
+        break;
+      }
+    }
+    if (scope.sources.every((s) => !s[q.method])) trail?.push({ step: 'source', detail: `no source of scope ${scope.name} answers ${q.method}` });
+    const now = this.now();
+    const ttl = value === null ? scope.ttlNegative : scope.ttlPositive;
+    this.store.set({ key: q.key, scope: scope.name, value, source, stored: now, expires: now + ttl * 1000 });
+    return { value, source, cache: 'miss' };
+  }
+
+  // ---- after the sources: translate back, squash, nobody ----
+
+  private async finish(req: Request, scope: CompiledScope, ctx: Context, found: Found, trail: ExplainStep[] | undefined): Promise<Answer> {
+    const type = answerTypeOf(req.kind);
+    if (found.value === null) return this.unmapped(req, scope, ctx, 'nobody', 'no source knows it', found.cache, trail);
+    if (type !== 'id') {
+      const value = type === 'name' ? `${found.value}@${scope.domain}` : found.value;
+      return this.answer(req, scope, 'mapped', value, { source: found.source, cache: found.cache, ttl: this.ttlFor(scope, found.cache) }, trail);
+    }
+    return this.finishId(req, scope, ctx, Number(found.value), found, trail);
+  }
+
+  private async finishId(req: Request, scope: CompiledScope, ctx: Context, dirId: number, found: Found | undefined, trail: ExplainStep[] | undefined): Promise<Answer> {
+    const entity = entityOf(req.kind);
+    const cache = found?.cache ?? 'none';
+    if (!isValidId(dirId)) return this.unmapped(req, scope, ctx, 'unmappable', `source gave an invalid id ${dirId}`, cache, trail);
+    if (scope.root === 'squash' && dirId === 0) return this.unmapped(req, scope, ctx, 'squashed', 'root squashed (root: squash)', cache, trail);
+    const map = entity === 'user' ? scope.uidMap : scope.gidMap;
+    const host = map ? toHost(map, dirId) : dirId;
+    if (host === undefined) return this.unmapped(req, scope, ctx, 'unmappable', `id ${dirId} is outside scope ${scope.name}'s map`, cache, trail);
+    if (scope.root === 'squash' && host === 0) return this.unmapped(req, scope, ctx, 'squashed', 'root squashed (root: squash)', cache, trail);
+    const readerMap = readerMapOf(scope, ctx, entity);
+    const value = readerMap ? fromHost(readerMap, host) : host;
+    if (value === undefined) return this.unmapped(req, scope, ctx, 'unmappable', `host id ${host} cannot be expressed in the reader's namespace`, cache, trail);
+    if (readerMap) trail?.push({ step: 'ids', detail: `host id ${host} → ${value} in the reader's namespace` });
+    return this.answer(req, scope, 'mapped', value, { source: found?.source, cache, ttl: this.ttlFor(scope, cache) }, trail);
+  }
+
+  private async finishEarly(req: Request, scope: CompiledScope, ctx: Context, e: Early, trail: ExplainStep[] | undefined): Promise<Answer> {
+    trail?.push({ step: 'request', detail: e.reason });
+    if (e.early === 'mapped' && e.value !== undefined) return this.finishId(req, scope, ctx, e.value, undefined, trail);
+    const why = e.early === 'squashed' || e.early === 'unmappable' ? e.early : 'nobody';
+    return this.unmapped(req, scope, ctx, why, e.reason, 'none', trail);
+  }
+
+  /**
+   * Not mapped. Squashed and unmappable ids always answer nobody (a negative answer would let
+   * the kernel fall back to the raw number — the spoofed root); a plain "not found" answers as
+   * the scope (or the interface's default) says.
+   */
+  private async unmapped(req: Request, scope: CompiledScope, ctx: Context, why: 'nobody' | 'squashed' | 'unmappable', reason: string, cache: CacheState, trail: ExplainStep[] | undefined): Promise<Answer> {
+    const type = answerTypeOf(req.kind);
+    const dir = DIRECTION[type];
+    const rule = why === 'nobody' ? scope.unmapped[dir] ?? UNMAPPED_DEFAULTS[ctx.iface][dir] : 'nobody';
+    this.counters[why === 'nobody' ? (rule === 'nobody' ? 'nobody' : 'negative') : why]++;
+    if (rule === 'negative') {
+      trail?.push({ step: 'unmapped', detail: `${reason}; answered negatively (unmapped.${dir}: negative)` });
+      return this.answer(req, scope, 'negative', undefined, { cache, ttl: scope.ttlNegative, reason }, trail);
+    }
+    const nob = await this.nobodyFor(scope);
+    const value = type === 'id' ? (entityOf(req.kind) === 'user' ? nob.uid : nob.gid) : type === 'name' ? (entityOf(req.kind) === 'user' ? nob.userName : nob.groupName) : nob.sid;
+    trail?.push({ step: 'unmapped', detail: `${reason}; answered nobody (${value})` });
+    const ttl = why === 'nobody' ? scope.ttlNegative : scope.ttlPositive;
+    return this.answer(req, scope, why, value, { cache, ttl, reason }, trail);
+  }
+
+  private nobodyFor(scope: CompiledScope): Promise<NobodyValues> {
+    let p = this.nobody.get(scope.name);
+    if (!p) {
+      p = nobodyOf(scope);
+      this.nobody.set(scope.name, p);
+    }
+    return p;
+  }
+
+  private ttlFor(scope: CompiledScope, cache: CacheState): number {
+    // A stale answer is served only while the sources fail: let the kernel ask again soon.
+    return cache === 'stale' ? Math.min(scope.ttlNegative, scope.ttlPositive) : scope.ttlPositive;
+  }
+
+  private answer(req: Request, scope: CompiledScope, outcome: Outcome, value: number | string | undefined, extra: { source?: string; cache: CacheState; ttl: number; reason?: string }, trail: ExplainStep[] | undefined): Answer {
+    return { request: req, outcome, value, scope: scope.name, source: extra.source || undefined, cache: extra.cache, ttl: extra.ttl, reason: extra.reason, trail };
+  }
+
+  private noScope(req: Request, forced: string | undefined, trail: ExplainStep[] | undefined): Answer {
+    this.counters.errors++;
+    const reason = forced !== undefined ? `no scope named "${forced}"` : 'no scope of the policy matches this request';
+    trail?.push({ step: 'scope', detail: reason });
+    return { request: req, outcome: 'error', code: 'NSIDMAP_ENOSCOPE', cache: 'none', ttl: DEFAULT_ERROR_TTL, reason, trail };
+  }
+
+  private fault(req: Request, scope: CompiledScope, e: unknown, trail: ExplainStep[] | undefined): Answer {
+    this.counters.errors++;
+    const { code, message } = describeError(e);
+    const finalCode = e instanceof SourceFault ? 'NSIDMAP_ESOURCE' : code;
+    if (finalCode === 'NSIDMAP_EINTERNAL') this.log.error('resolve.bug', { scope: scope.name, kind: req.kind, error: (e as Error)?.stack ?? message });
+    trail?.push({ step: 'error', detail: message });
+    return { request: req, outcome: 'error', code: finalCode, scope: scope.name, cache: 'none', ttl: DEFAULT_ERROR_TTL, reason: message, trail };
+  }
+}
+
+/** Errors are kept briefly by the kernel: the next request retries. */
+export const DEFAULT_ERROR_TTL = 5;
+
+function readerMapOf(scope: CompiledScope, ctx: Context, entity: Entity) {
+  if (scope.ids !== 'container' || !ctx.userns || ctx.userns.isInit) return undefined;
+  return entity === 'user' ? ctx.userns.uidMap : ctx.userns.gidMap;
+}
+
+function pick(method: Method, e: { id: number; name?: string; sid?: string }): string | undefined {
+  switch (method) {
+    case 'byName':
+    case 'bySid':
+      return isValidId(e.id) ? String(e.id) : undefined;
+    case 'byId':
+      return e.name ? e.name : undefined;
+    case 'sidOf':
+      return e.sid ? e.sid : undefined;
+  }
+}
+
+export const KEY_SEP = '\x1f';
+export function cacheKey(scope: CompiledScope, kind: LookupKind, query: string): string {
+  return scope.name + KEY_SEP + kind + KEY_SEP + query;
+}
+export function printableKey(key: string): string {
+  return key.split(KEY_SEP).join(' ');
+}
