@@ -3,6 +3,12 @@
 import { isNsidmapError } from '../errors.js';
 import { runCli } from './app.js';
 
+// `idmapctl cache list | head`: a closed pipe ends the output, it is not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
+
 runCli(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;

@@ -21,6 +21,8 @@ export interface DaemonOptions {
   readonly policyRequired: boolean;
   readonly socket: string;
   readonly cache: string;
+  /** `cache` came from the command line: it overrides the policy's cache.path (else it is the fallback) */
+  readonly cacheOverride?: boolean;
   readonly log: Logger;
 }
 
@@ -38,13 +40,20 @@ export class Daemon {
     const { log } = this.opts;
     const file = this.opts.policyRequired || existsSync(this.opts.policy) ? this.opts.policy : undefined;
     if (!file) log.info('policy.embedded', { reason: `${this.opts.policy} does not exist: using the embedded defaults` });
-    const engine = Engine.create(file, { log, defaultCachePath: this.opts.cache });
+    const engine = Engine.create(file, { log, defaultCachePath: this.opts.cache, cachePath: this.opts.cacheOverride ? this.opts.cache : undefined });
     for (const w of engine.warnings) log.warn('policy.warning', { finding: formatFinding(w) });
     await engine.start();
     this.engine = engine;
     const info = { version: VERSION, startedAt: Date.now(), socket: this.opts.socket };
     this.admin = new AdminServer({ path: this.opts.socket, gid: undefined, log }, makeHandler(() => this.current(), info, log, () => this.reload()));
-    await this.admin.start();
+    try {
+      await this.admin.start();
+    } catch (e) {
+      // release what start() acquired: a source's open connections would keep the process alive
+      this.admin = undefined;
+      await engine.stop();
+      throw e;
+    }
     this.notifier = await createNotifier(log);
     this.notifier.send(`READY=1\nSTATUS=serving (policy ${file ?? 'embedded defaults'})\nMAINPID=${process.pid}`);
     this.watchdog = startWatchdog(this.notifier);

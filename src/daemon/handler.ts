@@ -106,6 +106,7 @@ function status(engine: Engine, info: DaemonInfo) {
     cache: { path: engine.cachePath, ...engine.store.stats() },
     counters: engine.resolver.counters,
     rss: process.memoryUsage.rss(),
+    heapUsed: process.memoryUsage().heapUsed,
   };
 }
 

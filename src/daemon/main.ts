@@ -63,6 +63,7 @@ async function main(argv: string[]): Promise<number> {
     policyRequired: args.policy !== undefined,
     socket: args.socket ?? paths.socket,
     cache: args.cache ?? paths.cache,
+    cacheOverride: args.cache !== undefined,
     log,
   });
   if (args.check) return checkOnly(args.policy ?? paths.policy);

@@ -5,7 +5,9 @@
  * Parsing follows nss_files where it matters for answers: leading blanks are skipped, `#` lines and
  * blank lines are comments, `+`/`-` lines are NIS compat entries (we have no NIS: skipped), and
  * the first entry wins for a duplicate name and, separately, for a duplicate id — getpwnam and
- * getpwuid both scan from the top and stop at the first match. A line that does not parse is
+ * getpwuid both scan from the top and stop at the first match (so a line whose name is shadowed
+ * still answers for its id, as on the host; the health detail counts such lines, and a name → id →
+ * name round-trip holds only for a file without them). A line that does not parse is
  * skipped and counted (health detail), never guessed at.
  */
 import { open, stat } from 'node:fs/promises';
@@ -52,6 +54,8 @@ export interface IdTable {
   readonly malformed: number;
   /** `+`/`-` NIS compat lines */
   readonly compat: number;
+  /** lines whose name or id an earlier line already has (then id → name does not round-trip) */
+  readonly shadowed: number;
 }
 
 export type IdFileFormat = 'passwd' | 'group';
@@ -84,16 +88,20 @@ export function parseIdFile(text: string, format: IdFileFormat): IdTable {
   const byId = new Map<number, SourceEntry>();
   let malformed = 0;
   let compat = 0;
+  let shadowed = 0;
   for (const line of text.split('\n')) {
     const r = parseIdLine(line, format);
     if (r === 'malformed') malformed++;
     else if (r === 'compat') compat++;
     else if (r !== 'comment') {
-      if (!byName.has(r.name!)) byName.set(r.name!, r);
-      if (!byId.has(r.id)) byId.set(r.id, r);
+      const newName = !byName.has(r.name!);
+      const newId = !byId.has(r.id);
+      if (newName) byName.set(r.name!, r);
+      if (newId) byId.set(r.id, r);
+      if (!newName || !newId) shadowed++;
     }
   }
-  return { byName, byId, malformed, compat };
+  return { byName, byId, malformed, compat, shadowed };
 }
 
 const EMPTY_TABLE: IdTable = parseIdFile('', 'passwd');
@@ -182,7 +190,7 @@ export class WatchedIdFile {
 
   private loadedFields(): Record<string, string | number> {
     const t = this.table;
-    return { path: this.path, entries: t.byName.size, malformed: t.malformed, compat: t.compat };
+    return { path: this.path, entries: t.byName.size, malformed: t.malformed, compat: t.compat, shadowed: t.shadowed };
   }
 
   private failed(e: unknown): void {
@@ -219,6 +227,7 @@ export class WatchedIdFile {
     let s = `${this.path}: ${t.byName.size} entries`;
     if (t.malformed > 0) s += `, ${t.malformed} malformed line(s) skipped`;
     if (t.compat > 0) s += `, ${t.compat} NIS compat line(s) skipped`;
+    if (t.shadowed > 0) s += `, ${t.shadowed} duplicate(s) shadowed`;
     return s;
   }
 }

@@ -65,7 +65,7 @@ type LibcFns = Record<Entity, Record<Key, KoffiFunction>>;
 /** The four reentrant NSS lookups, bound once. */
 function bindLibc(koffi: Koffi): LibcFns {
   try {
-    koffi.config({ ...koffi.config(), async_stack_size: ASYNC_STACK });
+    koffi.config({ async_stack_size: ASYNC_STACK });
   } catch {
     // another module loaded a library first: keep koffi's defaults
   }
@@ -141,10 +141,6 @@ function errnoName(n: number): string {
   return hit ? hit[0] : `errno ${n}`;
 }
 
-/**
- * The host's NSS through libc. One lookup: call with a buffer, retry with a bigger one on ERANGE
- * (a group with many members), NULL result (rc 0 or ENOENT) → not found.
- */
 export interface LibcNssOptions {
   /** default 'async'; 'sync' exists for the benchmark */
   readonly mode?: CallMode;
@@ -152,8 +148,14 @@ export interface LibcNssOptions {
   readonly firstBuffer?: number;
 }
 
+/** One gate per process, as the libuv pool is: several nss sources share it. */
+const gate = new Gate(MAX_IN_FLIGHT);
+
+/**
+ * The host's NSS through libc. One lookup: call with a buffer, retry with a bigger one on ERANGE
+ * (a group with many members), NULL result (rc 0 or ENOENT) → not found.
+ */
 export class LibcNss {
-  private readonly gate = new Gate(MAX_IN_FLIGHT);
   private readonly mode: CallMode;
   constructor(
     private readonly fns: LibcFns,
@@ -168,7 +170,7 @@ export class LibcNss {
 
   lookup(entity: Entity, key: string | number): Promise<NssRecord | undefined> {
     const fn = this.fns[entity][typeof key === 'string' ? 'name' : 'id'];
-    return this.mode === 'sync' ? this.attempts(fn, entity, key) : this.gate.run(() => this.attempts(fn, entity, key));
+    return this.mode === 'sync' ? this.attempts(fn, entity, key) : gate.run(() => this.attempts(fn, entity, key));
   }
 
   private async attempts(fn: KoffiFunction, entity: Entity, key: string | number): Promise<NssRecord | undefined> {

@@ -140,6 +140,8 @@ export class Resolver {
   /** answer-space id → source id, or the early answer that stops it */
   private idToSource(id: number, scope: CompiledScope, ctx: Context, entity: Entity): number | Early {
     if (!isValidId(id)) throw new NsidmapError('NSIDMAP_EREQUEST', `id ${id} is out of range`);
+    // root: squash means 0 never maps, in whichever id space it appears (reader, host, source)
+    if (scope.root === 'squash' && id === 0) return { early: 'squashed', reason: 'root squashed (root: squash)' };
     let host: number | undefined = id;
     const readerMap = readerMapOf(scope, ctx, entity);
     if (readerMap) host = toHost(readerMap, id);
@@ -243,6 +245,7 @@ export class Resolver {
     const readerMap = readerMapOf(scope, ctx, entity);
     const value = readerMap ? fromHost(readerMap, host) : host;
     if (value === undefined) return this.unmapped(req, scope, ctx, 'unmappable', `host id ${host} cannot be expressed in the reader's namespace`, cache, trail);
+    if (scope.root === 'squash' && value === 0) return this.unmapped(req, scope, ctx, 'squashed', "the reader's root squashed (root: squash)", cache, trail);
     if (readerMap) trail?.push({ step: 'ids', detail: `host id ${host} → ${value} in the reader's namespace` });
     return this.answer(req, scope, 'mapped', value, { source: found?.source, cache, ttl: this.ttlFor(scope, cache) }, trail);
   }

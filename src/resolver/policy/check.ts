@@ -104,10 +104,19 @@ function checkMapLines(lines: readonly (readonly [number, number, number])[] | u
   }
 }
 
-/** Scope B is unreachable when an earlier A's conditions are a subset of B's with equal values. */
+const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
+
+/** Scope B is unreachable when an earlier A takes every request B takes. */
 function shadows(a: MatchConfig | undefined, b: MatchConfig | undefined): boolean {
-  const keys = ['interface', ...REQUEST_KEYS, ...REQUESTER_KEYS] as const;
-  return keys.every((k) => a?.[k] === undefined || JSON.stringify(a[k]) === JSON.stringify(b?.[k]));
+  // interface and requester conditions narrow: A's must be a subset of B's, with equal values
+  const narrowing = ['interface', ...REQUESTER_KEYS] as const;
+  if (!narrowing.every((k) => a?.[k] === undefined || same(a[k], b?.[k]))) return false;
+  // request properties select which requests a scope takes at all (match.ts requestFits): naming
+  // one more widens a scope to another kind of request. A naming none takes every kind; else every
+  // property B names, A must name with the same value (`{idRange}` does not shadow `{idRange, domain}`).
+  if (REQUEST_KEYS.every((k) => a?.[k] === undefined)) return true;
+  const named = REQUEST_KEYS.filter((k) => b?.[k] !== undefined);
+  return named.length > 0 && named.every((k) => same(a?.[k], b?.[k]));
 }
 
 function checkReachability(scopes: readonly ScopeConfig[], report: Report): void {
@@ -115,7 +124,8 @@ function checkReachability(scopes: readonly ScopeConfig[], report: Report): void
     const a = scopes.slice(0, b).findIndex((s) => shadows(s.match, scopes[b]!.match));
     if (a >= 0) report(['scopes', b, 'name'], `unreachable: every request it matches is taken by scopes[${a}] (${scopes[a]!.name}) first`);
   }
-  const catchAll = (iface: Interface) => scopes.some((s) => !s.match || (Object.keys(s.match).length === 1 && interfacesOf(s.match)?.includes(iface)));
+  const catchAll = (iface: Interface) =>
+    scopes.some((s) => Object.keys(s.match ?? {}).every((k) => k === 'interface') && (interfacesOf(s.match)?.includes(iface) ?? true));
   const uncovered = (['keyring-nfs', 'keyring-cifs', 'pipefs', 'nfsd'] as const).filter((i) => !catchAll(i));
   if (scopes.length > 0 && uncovered.length > 0) {
     report(['scopes'], `no catch-all scope for ${uncovered.join(', ')}: requests no scope matches are refused (NSIDMAP_ENOSCOPE)`, 'warning');

@@ -80,27 +80,33 @@ export function parsePolicyText(text: string, file: string): { src: PolicySource
   return { src, findings };
 }
 
-function zodFindings(src: PolicySource, issues: readonly z.core.$ZodIssue[]): Finding[] {
+function zodFindings(src: PolicySource, issues: readonly z.core.$ZodIssue[], prefix: readonly PropertyKey[] = []): Finding[] {
   const out: Finding[] = [];
   for (const issue of issues) {
+    const path = [...prefix, ...issue.path];
     if (issue.code === 'unrecognized_keys') {
-      for (const k of issue.keys) out.push(findingAt(src, issue.path, 'unknown key', 'error', k));
+      for (const k of issue.keys) out.push(findingAt(src, path, 'unknown key', 'error', k));
     } else if (issue.code === 'invalid_union' && issue.errors.length > 0) {
-      out.push(findingAt(src, issue.path, unionMessage(issue)));
+      out.push(...unionFindings(src, issue, path));
+    } else if (issue.code === 'invalid_key') {
+      // a record key that fails its schema (a static table's SID): point at the key, say why
+      const key = path.at(-1);
+      out.push(findingAt(src, path.slice(0, -1), issue.issues[0]?.message ?? issue.message, 'error', key === undefined ? undefined : String(key)));
     } else {
-      out.push(findingAt(src, issue.path, issue.message));
+      out.push(findingAt(src, path, issue.message));
     }
   }
   return out;
 }
 
-/** zod reports a union failure with one issue list per branch; name the branch that got furthest. */
-function unionMessage(issue: z.core.$ZodIssueInvalidUnion): string {
+/**
+ * zod reports a union failure with one issue list per branch; report the first issue of the
+ * branch that got furthest, at its own position (a bad SID deep in a provider block points there).
+ */
+function unionFindings(src: PolicySource, issue: z.core.$ZodIssueInvalidUnion, path: readonly PropertyKey[]): Finding[] {
   const best = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
   const first = best[0];
-  if (!first) return issue.message;
-  const sub = pathText(first.path);
-  return sub ? `${sub}: ${first.message}` : first.message;
+  return first ? zodFindings(src, [first], path) : [findingAt(src, path, issue.message)];
 }
 
 export interface LoadedPolicy {

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { INTERFACES } from '../../types.js';
 import { parseSid } from '../../sid.js';
 import { SOURCE_KINDS } from '../../providers/registry.js';
+import { sidRangeSchema, sidUnixSchema } from '../../providers/sid.js';
 
 const ID_MAX = 0xfffffffe;
 
@@ -73,13 +74,6 @@ export type MatchConfig = z.infer<typeof Match>;
 
 const Unmapped = z.enum(['nobody', 'negative']);
 
-const SidRange = z.strictObject({
-  domain: SidText,
-  first: Id,
-  count: z.number().int().min(1),
-  ridBase: z.number().int().min(0).max(0xffffffff).optional(),
-});
-
 export const Scope = z.strictObject({
   name: z.string().regex(/^[A-Za-z0-9_.-]+$/, 'letters, digits, _ . - only'),
   description: z.string().optional(),
@@ -103,12 +97,7 @@ export const Scope = z.strictObject({
   /** what a lookup that nothing maps answers (default: as the replaced tool did, per interface) */
   unmapped: z.strictObject({ toId: Unmapped.optional(), toName: Unmapped.optional(), toSid: Unmapped.optional() }).optional(),
   /** algorithmic SID ranges for this scope (an implicit `sid` source at the end of the chain) */
-  sid: z
-    .strictObject({
-      ranges: z.array(SidRange).optional(),
-      unix: z.strictObject({ accept: z.boolean().optional(), produce: z.enum(['S-1-22', 'S-1-5-88', 'none']).optional() }).optional(),
-    })
-    .optional(),
+  sid: z.strictObject({ ranges: z.array(sidRangeSchema).optional(), unix: sidUnixSchema.optional() }).optional(),
 });
 export type ScopeConfig = z.infer<typeof Scope>;
 

@@ -4,7 +4,7 @@
  * malformed one; a handler that throws answers an error and never takes the daemon down.
  */
 import { chmodSync, chownSync, mkdirSync, rmSync, statSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { describeError, NsidmapError } from '../../errors.js';
 import type { Logger } from '../../log.js';
@@ -27,11 +27,15 @@ export class AdminServer {
 
   async start(): Promise<void> {
     const { path } = this.opts;
-    mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
-    removeStaleSocket(path);
+    try {
+      mkdirSync(dirname(path), { recursive: true, mode: 0o755 });
+    } catch (e) {
+      throw cannotListen(path, e);
+    }
+    await removeStaleSocket(path);
     const server = createServer((s) => this.accept(s));
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      server.once('error', (e) => reject(cannotListen(path, e)));
       server.listen(path, () => resolve());
     });
     server.on('error', (e) => this.opts.log.error('admin.error', { error: e.message }));
@@ -44,11 +48,13 @@ export class AdminServer {
     this.sockets.add(sock);
     sock.setEncoding('utf8');
     const lines = new LineSplitter((line) => void this.serve(sock, line));
-    sock.on('data', (chunk: string) => {
-      if (!lines.push(chunk)) {
-        sock.end(encode(errorResponse(0, 'NSIDMAP_EREQUEST', 'request line too long')));
-      }
-    });
+    const onData = (chunk: string) => {
+      if (lines.push(chunk)) return;
+      // answer once, ignore whatever else comes, and close: the client may never stop sending
+      sock.off('data', onData);
+      sock.end(encode(errorResponse(0, 'NSIDMAP_EREQUEST', 'request line too long')), () => sock.destroy());
+    };
+    sock.on('data', onData);
     sock.on('error', () => sock.destroy());
     sock.on('close', () => this.sockets.delete(sock));
   }
@@ -80,11 +86,37 @@ export class AdminServer {
   }
 }
 
-/** A socket file left by a crashed daemon would make listen() fail with EADDRINUSE. */
-function removeStaleSocket(path: string): void {
+/**
+ * A socket file left by a crashed daemon would make listen() fail with EADDRINUSE: remove it —
+ * but only when nothing listens on it. Unlinking a live daemon's socket would leave that daemon
+ * running and unreachable.
+ */
+async function removeStaleSocket(path: string): Promise<void> {
   try {
-    if (statSync(path).isSocket()) rmSync(path);
+    if (!statSync(path).isSocket()) return; // listen() reports EADDRINUSE: not ours to delete
   } catch {
-    /* absent */
+    return; // absent
   }
+  const probe = await probeSocket(path);
+  if (probe === 'stale') rmSync(path, { force: true });
+  else if (probe === 'alive') throw new NsidmapError('NSIDMAP_EDAEMON', `${path}: another daemon is listening on this socket: stop it first, or pass another --socket`);
+  else throw new NsidmapError('NSIDMAP_EDAEMON', `${path}: cannot tell whether another daemon listens on this socket (${probe}): remove it if it is stale`);
+}
+
+/** `stale` when connecting is refused (nobody listens), `alive` when it connects or the backlog is full. */
+function probeSocket(path: string): Promise<'stale' | 'alive' | string> {
+  return new Promise((resolve) => {
+    const s = connect(path);
+    s.once('connect', () => { s.destroy(); resolve('alive'); });
+    s.once('error', (e: NodeJS.ErrnoException) => {
+      s.destroy();
+      resolve(e.code === 'ECONNREFUSED' || e.code === 'ENOENT' ? 'stale' : e.code === 'EAGAIN' ? 'alive' : (e.code ?? e.message));
+    });
+  });
+}
+
+function cannotListen(path: string, e: unknown): NsidmapError {
+  const code = (e as NodeJS.ErrnoException)?.code;
+  const why = code === 'EADDRINUSE' ? ': something other than a stale socket is at this path; remove it or pass another --socket' : '';
+  return new NsidmapError('NSIDMAP_EDAEMON', `${path}: cannot listen: ${code ?? (e as Error)?.message ?? String(e)}${why}`, { cause: e });
 }

@@ -109,10 +109,11 @@ export function keyTypeOf(kind: LookupKind): KeyType {
 /** Why a name cannot be used, or undefined when it can. `max` is in UTF-8 bytes. */
 function nameProblem(name: string, max: number): string | undefined {
   if (name.length === 0) return 'empty name';
-  if (CONTROL.test(name)) return 'name contains a NUL or control character';
-  if (NOT_UTF8.test(name)) return 'name is not valid UTF-8';
+  // Length first: it bounds the work of the scans below for hostile megabyte-long input.
   const bytes = Buffer.byteLength(name, 'utf8');
   if (bytes > max) return `name is ${bytes} bytes, longer than ${max}`;
+  if (CONTROL.test(name)) return 'name contains a NUL or control character';
+  if (NOT_UTF8.test(name)) return 'name is not valid UTF-8';
   return undefined;
 }
 

@@ -1,6 +1,6 @@
 /**
  * The kernel key management syscalls (keyctl, add_key, request_key), called through libc's
- * syscall() with koffi so that nothing but libc is needed (no libkeyutils). Numbers and
+ * syscall() with koffi so that nothing but libc is needed (no libkeyutils, which may be absent). Numbers and
  * operations: docs/PROTOCOLS.md §1, include/uapi/linux/keyctl.h, man 2 keyctl.
  *
  * Every call is synchronous and runs on the calling thread: keyrings such as the session keyring
@@ -115,12 +115,15 @@ interface Binding {
 
 let binding: Binding | undefined;
 
-/** Load libc on first use: importing this module costs nothing until a key is touched. */
+/**
+ * Bind syscall() on first use. It is looked up in the symbols node itself already loaded
+ * (dlopen(NULL)), which finds the libc in use whether glibc or musl.
+ */
 function bind(): Binding {
   if (binding) return binding;
   const nr = process.platform === 'linux' ? SYSCALLS[process.arch] : undefined;
   if (!nr) throw new KeyctlError(`keyctl on ${process.platform}/${process.arch}`, errnoNumber('ENOSYS') ?? 38);
-  const libc = koffi.load('libc.so.6');
+  const libc = koffi.load(null);
   binding = { call: libc.func('long syscall(long number, ...)') as Syscall, nr };
   return binding;
 }
@@ -213,12 +216,19 @@ export function listKeyring(ringId: number): number[] {
   return out;
 }
 
-/** Search a keyring tree for a key; undefined when there is none (ENOKEY). */
+/**
+ * Errors of KEYCTL_SEARCH that mean "no live key matches". Besides ENOKEY (none, or a negative
+ * key), a match that was revoked, invalidated or has expired is reported as EKEYREVOKED or
+ * EKEYEXPIRED until the garbage collector unlinks it (security/keys/keyring.c, search iterator).
+ */
+const SEARCH_NOT_FOUND = new Set(['ENOKEY', 'EKEYREVOKED', 'EKEYEXPIRED']);
+
+/** Search a keyring tree for a live key; undefined when there is none. */
 export function search(ringId: number, type: string, description: string, destRing = 0): number | undefined {
   try {
     return keyctl(OP.SEARCH, `search(${ringId}, ${type})`, ringId, type, description, destRing);
   } catch (e) {
-    if (e instanceof KeyctlError && e.errnoName === 'ENOKEY') return undefined;
+    if (e instanceof KeyctlError && SEARCH_NOT_FOUND.has(e.errnoName)) return undefined;
     throw e;
   }
 }
