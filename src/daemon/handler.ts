@@ -9,6 +9,7 @@ import type { Engine } from '../resolver/engine.js';
 import { parseRequest, requestValue } from '../resolver/query.js';
 import { printableKey } from '../resolver/resolver.js';
 import type { AdminRequest } from '../responders/admin/protocol.js';
+import { actionToWire, decideUpcall, rejectUpcall } from '../responders/keyring/upcall.js';
 import type { Answer, Context, Interface, Request } from '../types.js';
 
 export interface DaemonInfo {
@@ -61,6 +62,8 @@ export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger,
         return { pong: true };
       case 'resolve':
         return resolveOp(engine(), req, log);
+      case 'upcall':
+        return upcallOp(engine(), req, log);
       case 'status':
         return status(engine(), info);
       case 'reload':
@@ -82,6 +85,29 @@ async function resolveOp(engine: Engine, req: Extract<AdminRequest, { op: 'resol
   const answer = await engine.resolver.resolve(request, ctx, { scope: req.scope, explain: req.explain });
   logAnswer(log, answer, ctx);
   return { answer, context: req.explain ? contextSummary(ctx) : undefined };
+}
+
+async function upcallOp(engine: Engine, req: Extract<AdminRequest, { op: 'upcall' }>, log: Logger) {
+  const iface = req.keyType === 'id_resolver' ? 'keyring-nfs' : 'keyring-cifs';
+  const ctx = buildContext(iface, req.pid, { fs: iface === 'keyring-nfs' ? 'nfs' : 'cifs' });
+  const description = strictUtf8(Buffer.from(req.descriptionHex, 'hex'));
+  const action = description === undefined
+    ? rejectUpcall(req.keyType, 'description is not valid UTF-8', ctx, log)
+    : await decideUpcall(engine.resolver, req.keyType, description, ctx, log);
+  if (action.action !== 'reject' && action.answer) logAnswer(log, action.answer, ctx);
+  return actionToWire(action);
+}
+
+/**
+ * Key descriptions are bytes; names are UTF-8. Bytes that are not UTF-8 are refused rather than
+ * decoded with replacement characters, which could make two different names look alike.
+ */
+export function strictUtf8(bytes: Buffer): string | undefined {
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
 }
 
 /** `cache flush` takes a scope, a key as printed by `cache list` (space-separated), or nothing (all). */

@@ -67,8 +67,18 @@ async function main(argv: string[]): Promise<number> {
     log,
   });
   if (args.check) return checkOnly(args.policy ?? paths.policy);
-  await daemon.start();
-  installSignals(daemon, log);
+  // Handlers first: start() yields (sources, listen, loading the notifier) while the socket may
+  // already answer, and a signal with no handler takes its default action — SIGHUP would kill us.
+  let started!: (ok: boolean) => void;
+  installSignals(daemon, log, new Promise<boolean>((resolve) => (started = resolve)));
+  try {
+    await daemon.start();
+  } catch (e) {
+    started(false);
+    throw e;
+  }
+  started(true);
+  installFaultHandlers(log);
   return -1; // keep running
 }
 
@@ -81,17 +91,26 @@ async function checkOnly(file: string): Promise<number> {
   return 0;
 }
 
-function installSignals(daemon: Daemon, log: ReturnType<typeof createLogger>): void {
+/** Signals that arrive during start-up act once it is done (a failed start reports its own error). */
+function installSignals(daemon: Daemon, log: ReturnType<typeof createLogger>, started: Promise<boolean>): void {
   let stopping = false;
   const stop = (sig: string) => {
     if (stopping) return;
     stopping = true;
     log.info('daemon.stopping', { signal: sig });
-    daemon.stop().then(() => process.exit(0), (e) => { log.error('daemon.stop_failed', { error: describeError(e).message }); process.exit(1); });
+    void started.then((ok) => {
+      if (!ok) return;
+      daemon.stop().then(() => process.exit(0), (e) => { log.error('daemon.stop_failed', { error: describeError(e).message }); process.exit(1); });
+    });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
-  process.on('SIGHUP', () => { daemon.reload().catch(() => undefined); });
+  process.on('SIGHUP', () => {
+    void started.then((ok) => { if (ok && !stopping) daemon.reload().catch(() => undefined); });
+  });
+}
+
+function installFaultHandlers(log: ReturnType<typeof createLogger>): void {
   // A fault must never take the daemon down silently; log it with its stack and keep serving.
   process.on('uncaughtException', (e) => log.error('daemon.uncaught', { error: e.stack ?? String(e) }));
   process.on('unhandledRejection', (e) => log.error('daemon.unhandled', { error: (e as Error)?.stack ?? String(e) }));

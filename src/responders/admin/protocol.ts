@@ -27,11 +27,23 @@ const Resolve = z.strictObject({
   scope: z.string().optional(),
   explain: z.boolean().optional(),
 });
+/**
+ * A keyring upcall forwarded by nsidmap-upcall: the daemon decodes the description, resolves,
+ * and answers what to do with the key. The description travels hex-encoded so that no byte the
+ * kernel sent is altered on the way (it may not be UTF-8).
+ */
+const Upcall = z.strictObject({
+  id: z.number().int(),
+  op: z.literal('upcall'),
+  keyType: z.enum(['id_resolver', 'cifs.idmap']),
+  descriptionHex: z.string().regex(/^([0-9a-fA-F]{2}){1,4096}$/),
+  pid: z.number().int().positive().optional(),
+});
 const Simple = z.strictObject({ id: z.number().int(), op: z.enum(['ping', 'status', 'reload', 'cache.stats']) });
 const CacheList = z.strictObject({ id: z.number().int(), op: z.literal('cache.list'), scope: z.string().optional(), prefix: z.string().optional(), limit: z.number().int().positive().max(1_000_000).optional() });
 const CacheFlush = z.strictObject({ id: z.number().int(), op: z.literal('cache.flush'), scope: z.string().optional(), key: z.string().optional() });
 
-export const AdminRequest = z.discriminatedUnion('op', [Resolve, Simple, CacheList, CacheFlush]);
+export const AdminRequest = z.discriminatedUnion('op', [Resolve, Upcall, Simple, CacheList, CacheFlush]);
 export type AdminRequest = z.infer<typeof AdminRequest>;
 export type AdminOp = AdminRequest['op'];
 
