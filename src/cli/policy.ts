@@ -18,10 +18,13 @@ export const policyCheck: Command = {
     if (file === undefined || rest.length) throw new NsidmapError('NSIDMAP_EUSAGE', `usage: ${this.usage}`);
     const loaded = loadPolicyFile(file);
     const findings = checkPolicy(loaded);
-    if (p.values['json']) json(findings);
-    else for (const f of findings) out(formatFinding(f));
+    const asJson = p.values['json'] === true;
+    if (asJson) json(findings);
+    else for (const f of findings) if (f.severity === 'warning') out(formatFinding(f));
     const errors = findings.filter((f) => f.severity === 'error');
-    if (errors.length > 0) throw new NsidmapError('NSIDMAP_EPOLICY_CHECK', `${file}: ${errors.length} error(s)`);
+    // Errors go to stderr one per line with their code, as for a YAML or schema error and as the
+    // daemon reports the same policy; with --json they are already on stdout.
+    if (errors.length > 0) throw new NsidmapError('NSIDMAP_EPOLICY_CHECK', asJson ? `${file}: ${errors.length} error(s)` : errors.map(formatFinding).join('\n'));
     if (!p.values['json']) out(`${file}: ok${findings.length ? ` (${findings.length} warning${findings.length === 1 ? '' : 's'})` : ''}`);
     return 0;
   },

@@ -281,8 +281,13 @@ export class Resolver {
   private nobodyFor(scope: CompiledScope): Promise<NobodyValues> {
     let p = this.nobody.get(scope.name);
     if (!p) {
-      p = nobodyOf(scope);
-      this.nobody.set(scope.name, p);
+      const cache = this.nobody;
+      p = nobodyOf(scope).then((v) => {
+        // a fallback used because a source faulted is for this answer only: ask again next time
+        if (!v.settled && cache.get(scope.name) === p) cache.delete(scope.name);
+        return v;
+      });
+      cache.set(scope.name, p);
     }
     return p;
   }

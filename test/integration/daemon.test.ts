@@ -352,6 +352,39 @@ describe('systemd readiness (sd_notify over NOTIFY_SOCKET)', { skip: !hasPython 
   }
 });
 
+describe('signals that arrive while it starts', () => {
+  // Under systemd, start() loads the sd_notify binding after the socket listens: for that while
+  // the socket answers though start() has not returned. A signal then must get the daemon's
+  // handling, not the default action (SIGHUP: terminate; SIGTERM: die, leaving the socket).
+  const env = { NOTIFY_SOCKET: `@nsidmap-test-nobody-${process.pid}` };
+
+  it('a SIGHUP as soon as the socket answers does not kill it; the reload happens', async () => {
+    const p = paths('early-hup');
+    writeFileSync(p.policy, staticPolicy());
+    const d = startDaemon(p, env);
+    try {
+      await waitReady(d, p.socket, 20_000, 2);
+      d.signal('SIGHUP');
+      await d.logLine(/policy\.reloaded/);
+      assert.ok(d.running, JSON.stringify(d.exit));
+      await ping(p.socket);
+    } finally {
+      if (d.running) d.signal('SIGKILL');
+      await d.exited;
+    }
+  });
+
+  it('a SIGTERM as soon as the socket answers: exit 0 and the socket removed', async () => {
+    const p = paths('early-term');
+    writeFileSync(p.policy, staticPolicy());
+    const d = startDaemon(p, env);
+    await waitReady(d, p.socket, 20_000, 2);
+    d.signal('SIGTERM');
+    assert.deepEqual(await d.waitExit(2000), { code: 0, signal: null });
+    assert.equal(existsSync(p.socket), false);
+  });
+});
+
 describe('nsidmapd start-up errors and --check', () => {
   it('a missing --policy file: non-zero exit, one NSIDMAP_EPOLICY_READ line on stderr, no stack', async () => {
     const p = paths('missing');

@@ -170,7 +170,7 @@ export function startDaemon(p: DaemonPaths, env: NodeJS.ProcessEnv = {}, extra: 
 }
 
 /** Poll the socket with `ping` until it answers; the ms since spawn. Fails fast if the daemon exits. */
-export async function waitReady(d: Proc, socket: string, ms = 20_000): Promise<number> {
+export async function waitReady(d: Proc, socket: string, ms = 20_000, pollMs = 20): Promise<number> {
   const deadline = performance.now() + ms;
   for (;;) {
     if (!d.running) throw new Error(`the daemon exited before it answered ping: ${JSON.stringify(d.exit)}\nstderr:\n${d.stderr}`);
@@ -181,7 +181,7 @@ export async function waitReady(d: Proc, socket: string, ms = 20_000): Promise<n
       /* not listening yet */
     }
     if (performance.now() > deadline) throw new Error(`no ping answer on ${socket} within ${ms} ms\nstderr:\n${d.stderr}`);
-    await sleep(20);
+    await sleep(pollMs);
   }
 }
 

@@ -121,8 +121,11 @@ function deferred(): { promise: Promise<void>; resolve: () => void } {
 function assertAnswer(a: Answer, want: { outcome: Answer['outcome']; value?: number | string; scope?: string; code?: string }, what = ''): void {
   const got: Record<string, unknown> = { outcome: a.outcome, value: a.value };
   const exp: Record<string, unknown> = { outcome: want.outcome, value: want.value };
-  if (want.scope !== undefined) (got['scope'] = a.scope), (exp['scope'] = want.scope);
-  if (want.code !== undefined) (got['code'] = a.code), (exp['code'] = want.code);
+  for (const k of ['scope', 'code'] as const) {
+    if (want[k] === undefined) continue;
+    got[k] = a[k];
+    exp[k] = want[k];
+  }
   assert.deepEqual(got, exp, `${what} (reason: ${a.reason ?? '-'})`);
 }
 
@@ -370,6 +373,22 @@ describe('what a lookup nothing maps answers', () => {
     assertAnswer(await h.ask('name-to-uid', 'ghost@example.com', 'pipefs'), { outcome: 'nobody', value: 65000 });
     assertAnswer(await h.ask('uid-to-name', 4242, 'pipefs'), { outcome: 'nobody', value: 'nfsnobody@example.com' });
     assertAnswer(await h.ask('gid-to-name', 4242, 'pipefs'), { outcome: 'nobody', value: 'nfsnogroup@example.com' });
+  });
+
+  it('does not keep the fallback nobody after a fault: once the source is back, nobody is looked up again', async () => {
+    const spy = new Spy('dir', { users: { nfsnobody: 65000 } });
+    const h = harness(
+      { ...base, providers: { dir: { kind: 'static' } }, scopes: [{ name: 'host', providers: ['dir'], root: 'squash', nobody: { user: 'nfsnobody' } }] },
+      { dir: spy },
+    );
+    spy.fault = 'directory down';
+    // a squashed root is answered without asking the chain, so it is answered while the source is down
+    assertAnswer(await h.ask('name-to-uid', '0'), { outcome: 'squashed', value: 65534 });
+    spy.fault = undefined;
+    assertAnswer(await h.ask('name-to-uid', '0'), { outcome: 'squashed', value: 65000 });
+    // and a nobody found is kept: the next answer asks no source
+    assertAnswer(await h.ask('name-to-uid', '0'), { outcome: 'squashed', value: 65000 });
+    assert.equal(spy.asked('byName', 'nfsnobody'), 2);
   });
 });
 
