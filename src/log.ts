@@ -11,6 +11,8 @@ export type Fields = Record<string, string | number | boolean | undefined | null
 
 export interface Logger {
   on(level: Level): boolean;
+  /** change the threshold (the daemon applies the policy's daemon.logLevel after loading it) */
+  setLevel(level: Level): void;
   error(event: string, fields?: Fields): void;
   warn(event: string, fields?: Fields): void;
   info(event: string, fields?: Fields): void;
@@ -44,30 +46,31 @@ export function formatFields(fields: Fields | undefined): string {
   return out;
 }
 
-export function createLogger(opts: LoggerOptions = {}, bound: Fields = {}): Logger {
-  const threshold = LEVELS[opts.level ?? 'info'];
+export function createLogger(opts: LoggerOptions = {}, bound: Fields = {}, shared = { threshold: LEVELS[opts.level ?? 'info'] as number }): Logger {
   const journal = opts.journal ?? process.env['JOURNAL_STREAM'] !== undefined;
   const write = opts.write ?? ((line: string) => process.stderr.write(line + '\n'));
   const boundText = formatFields(bound);
   const emit = (level: Level, event: string, fields?: Fields): void => {
     const prio = LEVELS[level];
-    if (prio > threshold) return;
+    if (prio > shared.threshold) return;
     const head = journal ? `<${prio}>` : `${new Date().toISOString()} ${level.toUpperCase()} `;
     write(`${head}${event}${boundText}${formatFields(fields)}`);
   };
   return {
-    on: (level) => LEVELS[level] <= threshold,
+    on: (level) => LEVELS[level] <= shared.threshold,
+    setLevel: (level) => { shared.threshold = LEVELS[level]; },
     error: (e, f) => emit('error', e, f),
     warn: (e, f) => emit('warn', e, f),
     info: (e, f) => emit('info', e, f),
     debug: (e, f) => emit('debug', e, f),
-    child: (fields) => createLogger(opts, { ...bound, ...fields }),
+    child: (fields) => createLogger(opts, { ...bound, ...fields }, shared),
   };
 }
 
 /** A logger that drops everything (tests, the in-process CLI path). */
 export const silentLogger: Logger = {
   on: () => false,
+  setLevel: () => {},
   error: () => {},
   warn: () => {},
   info: () => {},

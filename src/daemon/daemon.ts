@@ -1,16 +1,18 @@
 /**
  * nsidmapd lifecycle:
  *
- *   start(): policy (load+check+compile) → cache → sources → admin socket → READY=1
- *   SIGHUP : RELOADING=1 → reload (a broken policy is refused, the old one stays) → READY=1
- *   SIGTERM: STOPPING=1 → admin socket → sources → cache (reverse order) → exit 0
+ *   start(): policy (load+check+compile) → cache → sources → admin socket → responders → READY=1
+ *   SIGHUP : RELOADING=1 → reload (a broken policy is refused, the old one stays)
+ *            → flush kernel caches (nfsd) → READY=1
+ *   SIGTERM: STOPPING=1 → responders → admin socket → sources → cache (reverse order) → exit 0
  */
-import { existsSync } from 'node:fs';
-import { describeError } from '../errors.js';
+import { existsSync, readFileSync } from 'node:fs';
+import { describeError, NsidmapError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Engine } from '../resolver/engine.js';
 import { formatFinding } from '../resolver/policy/load.js';
 import { AdminServer } from '../responders/admin/server.js';
+import type { Responder } from '../responders/responder.js';
 import { VERSION } from '../version.js';
 import { makeHandler } from './handler.js';
 import { createNotifier, startWatchdog, type Notifier } from './notify.js';
@@ -19,7 +21,13 @@ export interface DaemonOptions {
   /** policy file; when it does not exist and `policyRequired` is false, the embedded defaults */
   readonly policy: string;
   readonly policyRequired: boolean;
-  readonly socket: string;
+  /** admin socket from the command line; else the policy's daemon.socket; else `defaultSocket` */
+  readonly socket?: string;
+  readonly defaultSocket: string;
+  /** --log-level was given: the policy's daemon.logLevel does not override it */
+  readonly logLevelExplicit?: boolean;
+  /** kernel responders started after the admin socket and stopped before it */
+  readonly responders?: readonly Responder[];
   readonly cache: string;
   /** `cache` came from the command line: it overrides the policy's cache.path (else it is the fallback) */
   readonly cacheOverride?: boolean;
@@ -41,15 +49,22 @@ export class Daemon {
     const file = this.opts.policyRequired || existsSync(this.opts.policy) ? this.opts.policy : undefined;
     if (!file) log.info('policy.embedded', { reason: `${this.opts.policy} does not exist: using the embedded defaults` });
     const engine = Engine.create(file, { log, defaultCachePath: this.opts.cache, cachePath: this.opts.cacheOverride ? this.opts.cache : undefined });
+    const daemonCfg = engine.policy.daemon;
+    if (!this.opts.logLevelExplicit && daemonCfg.logLevel) log.setLevel(daemonCfg.logLevel);
     for (const w of engine.warnings) log.warn('policy.warning', { finding: formatFinding(w) });
+    const socket = this.opts.socket ?? daemonCfg.socket ?? this.opts.defaultSocket;
+    const gid = daemonCfg.adminGroup === undefined ? undefined : resolveGroup(daemonCfg.adminGroup);
     await engine.start();
     this.engine = engine;
-    const info = { version: VERSION, startedAt: Date.now(), socket: this.opts.socket };
-    this.admin = new AdminServer({ path: this.opts.socket, gid: undefined, log }, makeHandler(() => this.current(), info, log, () => this.reload()));
+    const info = { version: VERSION, startedAt: Date.now(), socket };
+    this.admin = new AdminServer({ path: socket, gid, log }, makeHandler(() => this.current(), info, log, () => this.reload(), () => this.responderStatus(), () => this.flushKernelCaches()));
     try {
       await this.admin.start();
+      await this.startResponders();
     } catch (e) {
       // release what start() acquired: a source's open connections would keep the process alive
+      await this.stopResponders();
+      await this.admin.stop().catch(() => undefined);
       this.admin = undefined;
       await engine.stop();
       throw e;
@@ -57,7 +72,31 @@ export class Daemon {
     this.notifier = await createNotifier(log);
     this.notifier.send(`READY=1\nSTATUS=serving (policy ${file ?? 'embedded defaults'})\nMAINPID=${process.pid}`);
     this.watchdog = startWatchdog(this.notifier);
-    log.info('daemon.ready', { version: VERSION, policy: file ?? 'embedded', domain: engine.policy.domain, socket: this.opts.socket, cache: engine.cachePath, ms: Math.round(performance.now() - t0) });
+    log.info('daemon.ready', { version: VERSION, policy: file ?? 'embedded', domain: engine.policy.domain, socket, cache: engine.cachePath, responders: this.started.map((r) => r.name).join(',') || undefined, ms: Math.round(performance.now() - t0) });
+  }
+
+  private started: Responder[] = [];
+
+  private async startResponders(): Promise<void> {
+    const env = { resolver: () => this.current().resolver, engine: () => this.current(), log: this.opts.log };
+    for (const r of this.opts.responders ?? []) {
+      await r.start(env);
+      this.started.push(r);
+    }
+  }
+
+  private async stopResponders(): Promise<void> {
+    for (const r of this.started.reverse()) await r.stop().catch((e) => this.opts.log.warn('responder.stop_failed', { responder: r.name, error: describeError(e).message }));
+    this.started = [];
+  }
+
+  private responderStatus(): unknown[] {
+    return this.started.map((r) => r.status());
+  }
+
+  /** After a reload or flush: kernel caches (nfsd) must not keep answers of the old policy. */
+  async flushKernelCaches(): Promise<void> {
+    for (const r of this.started) await r.flushKernelCaches?.().catch((e) => this.opts.log.warn('responder.flush_failed', { responder: r.name, error: describeError(e).message }));
   }
 
   private current(): Engine {
@@ -81,6 +120,11 @@ export class Daemon {
     try {
       const next = await engine.reload();
       for (const w of next.warnings) log.warn('policy.warning', { finding: formatFinding(w) });
+      if (!this.opts.logLevelExplicit && next.compiled.daemon.logLevel) log.setLevel(next.compiled.daemon.logLevel);
+      if ((next.compiled.cache.path ?? engine.cachePath) !== engine.cachePath) {
+        log.warn('policy.restart_needed', { key: 'cache.path', using: engine.cachePath, reason: 'the cache file changes at the next start' });
+      }
+      await this.flushKernelCaches();
       log.info('policy.reloaded', { file: engine.file, scopes: next.compiled.scopes.length });
       return { reloaded: true, warnings: next.warnings.map(formatFinding) };
     } catch (e) {
@@ -95,11 +139,28 @@ export class Daemon {
   async stop(): Promise<void> {
     this.notifier?.send('STOPPING=1');
     if (this.watchdog) clearInterval(this.watchdog);
+    await this.stopResponders();
     await this.admin?.stop();
     await this.engine?.stop();
     this.notifier?.close();
     this.opts.log.info('daemon.stopped');
   }
+}
+
+/** daemon.adminGroup: a gid, or a group name looked up in /etc/group (the admin socket's group). */
+export function resolveGroup(group: string | number): number {
+  if (typeof group === 'number') return group;
+  let text = '';
+  try {
+    text = readFileSync('/etc/group', 'utf8');
+  } catch {
+    /* fall through to the error below */
+  }
+  for (const line of text.split('\n')) {
+    const [name, , gid] = line.split(':');
+    if (name === group && gid !== undefined && /^[0-9]+$/.test(gid)) return Number(gid);
+  }
+  throw new NsidmapError('NSIDMAP_EDAEMON', `daemon.adminGroup: no group "${group}" in /etc/group (give a gid, or create the group)`);
 }
 
 function monotonicUsec(): string {

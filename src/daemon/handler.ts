@@ -55,7 +55,7 @@ export function contextSummary(ctx: Context): Record<string, unknown> {
   };
 }
 
-export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger, reload: () => Promise<unknown>) {
+export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger, reload: () => Promise<unknown>, responders: () => unknown[] = () => [], flushKernel: () => Promise<void> = async () => {}) {
   return async (req: AdminRequest): Promise<unknown> => {
     switch (req.op) {
       case 'ping':
@@ -65,15 +65,18 @@ export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger,
       case 'upcall':
         return upcallOp(engine(), req, log);
       case 'status':
-        return status(engine(), info);
+        return { ...status(engine(), info), responders: responders() };
       case 'reload':
         return reload();
       case 'cache.stats':
         return { ...engine().store.stats(), counters: engine().resolver.counters };
       case 'cache.list':
         return engine().store.list({ scope: req.scope, prefix: req.prefix }, req.limit ?? 1000).map((e) => ({ ...e, key: printableKey(e.key) }));
-      case 'cache.flush':
-        return { flushed: flush(engine(), req.scope, req.key) };
+      case 'cache.flush': {
+        const flushed = flush(engine(), req.scope, req.key);
+        await flushKernel(); // nfsd's caches hold answers too: drop them with ours
+        return { flushed };
+      }
     }
   };
 }

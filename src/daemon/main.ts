@@ -2,6 +2,7 @@
 /**
  * nsidmapd — the nsidmap daemon. See `nsidmapd --help`.
  */
+import { existsSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { describeError, isNsidmapError, NsidmapError } from '../errors.js';
 import { createLogger, LEVELS, type Level } from '../log.js';
@@ -17,7 +18,8 @@ cifs.idmap keys) and idmapctl on its admin socket, from the policy's sources and
 Options:
   -p, --policy FILE     policy file (default ${defaultPaths().policy}; when it does not
                         exist, the embedded defaults: files + nss sources, one host scope)
-  -s, --socket PATH     admin socket (default ${defaultPaths().socket})
+  -s, --socket PATH     admin socket (default: the policy's daemon.socket, else
+                        ${defaultPaths().socket})
   -c, --cache PATH      SQLite cache file or :memory: (default: the policy's cache.path,
                         else ${defaultPaths().cache})
   -l, --log-level LVL   error | warn | info | debug (default: the policy's daemon.logLevel, else info)
@@ -61,12 +63,14 @@ async function main(argv: string[]): Promise<number> {
   const daemon = new Daemon({
     policy: args.policy ?? paths.policy,
     policyRequired: args.policy !== undefined,
-    socket: args.socket ?? paths.socket,
+    socket: args.socket,
+    defaultSocket: paths.socket,
+    logLevelExplicit: args['log-level'] !== undefined,
     cache: args.cache ?? paths.cache,
     cacheOverride: args.cache !== undefined,
     log,
   });
-  if (args.check) return checkOnly(args.policy ?? paths.policy);
+  if (args.check) return checkOnly(args.policy ?? paths.policy, args.policy !== undefined);
   // Handlers first: start() yields (sources, listen, loading the notifier) while the socket may
   // already answer, and a signal with no handler takes its default action — SIGHUP would kill us.
   let started!: (ok: boolean) => void;
@@ -82,12 +86,14 @@ async function main(argv: string[]): Promise<number> {
   return -1; // keep running
 }
 
-async function checkOnly(file: string): Promise<number> {
+/** Check what start() would load: the default policy path, when absent, means the embedded defaults. */
+async function checkOnly(file: string, required: boolean): Promise<number> {
   const { Engine } = await import('../resolver/engine.js');
   const { formatFinding } = await import('../resolver/policy/load.js');
-  const e = Engine.create(file, { defaultCachePath: ':memory:' });
+  const used = required || existsSync(file) ? file : undefined;
+  const e = Engine.create(used, { defaultCachePath: ':memory:' });
   for (const w of e.warnings) process.stdout.write(formatFinding(w) + '\n');
-  process.stdout.write(`${file}: ok\n`);
+  process.stdout.write(`${used ?? `${file} does not exist: the embedded defaults`}: ok\n`);
   return 0;
 }
 

@@ -4,6 +4,7 @@
  * sockets, so this goes through libc via koffi — loaded only when NOTIFY_SOCKET is set, so the
  * daemon pays nothing outside systemd.
  */
+import { endianness } from 'node:os';
 import type { Logger } from '../log.js';
 
 const AF_UNIX = 1;
@@ -16,7 +17,9 @@ export function sockaddrUn(path: string): Buffer {
   const p = Buffer.from(path.startsWith('@') ? '\0' + path.slice(1) : path);
   if (p.length >= SUN_PATH) throw new Error(`NOTIFY_SOCKET path too long: ${path}`);
   const addr = Buffer.alloc(2 + p.length + (path.startsWith('@') ? 0 : 1));
-  addr.writeUInt16LE(AF_UNIX, 0);
+  // sa_family_t is in host byte order
+  if (endianness() === 'LE') addr.writeUInt16LE(AF_UNIX, 0);
+  else addr.writeUInt16BE(AF_UNIX, 0);
   p.copy(addr, 2);
   return addr;
 }

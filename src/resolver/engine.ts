@@ -51,6 +51,7 @@ export class Engine {
   private prepared: PreparedPolicy;
   private storeRef: CacheStore | undefined;
   private resolverRef: Resolver | undefined;
+  private openedCachePath: string | undefined;
   /** wall-clock ms of the last successful (re)load */
   loadedAt = 0;
 
@@ -80,12 +81,15 @@ export class Engine {
     if (!this.storeRef) throw new Error('engine not started');
     return this.storeRef;
   }
+  /** the cache file in use: fixed at start(), since a reload does not reopen the cache */
   get cachePath(): string {
-    return this.opts.cachePath ?? this.policy.cache.path ?? this.opts.defaultCachePath;
+    return this.openedCachePath ?? this.opts.cachePath ?? this.policy.cache.path ?? this.opts.defaultCachePath;
   }
 
   async start(): Promise<void> {
-    this.storeRef = openCache({ path: this.cachePath, memoryEntries: this.policy.cache.memoryEntries });
+    const path = this.cachePath;
+    this.storeRef = openCache({ path, memoryEntries: this.policy.cache.memoryEntries });
+    this.openedCachePath = path;
     await startSources(this.policy);
     this.resolverRef = new Resolver(this.policy, this.storeRef, { log: this.log });
     this.loadedAt = Date.now();
@@ -111,6 +115,7 @@ export class Engine {
     if (this.resolverRef) await stopSources(this.policy);
     this.storeRef?.close();
     this.storeRef = undefined;
+    this.openedCachePath = undefined;
     this.resolverRef = undefined;
   }
 }

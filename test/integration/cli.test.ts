@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../src/cli/app.js';
-import { cli, scratch, STACK, startDaemon, staticPolicy, waitReady, type CliResult, type Proc } from './harness.js';
+import { MAX_LINE } from '../../src/responders/admin/protocol.js';
+import { cli, exchange, scratch, STACK, startDaemon, staticPolicy, waitReady, type CliResult, type Proc } from './harness.js';
 
 const tmp = scratch('cli');
 after(() => tmp.cleanup());
@@ -164,6 +165,18 @@ describe('idmapctl through a running daemon (--socket)', () => {
     assert.ok(rows.some((e) => e.key === 'host name-to-uid alice' && String(e.value) === '1001'), j.stdout);
   });
 
+  it('cache list of a cache larger than a request line may be (one response line over 64 KiB)', async () => {
+    // 1500 negative answers, asked in one pipelined write on the raw socket
+    const n = 1500;
+    const batch = Array.from({ length: n }, (_, i) => JSON.stringify({ id: i + 1, op: 'resolve', kind: 'uid', value: `nobody${i}@example.com` })).join('\n') + '\n';
+    const ex = await exchange(socket, batch, n, 20_000);
+    assert.ok(ex.responses.every((r) => r['ok'] === true));
+    const r = await cli(['cache', 'list', '--json', '--limit', '100000', ...S]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(r.stdout.length > MAX_LINE, `${r.stdout.length} bytes`);
+    assert.ok((JSON.parse(r.stdout) as unknown[]).length >= n);
+  });
+
   it('cache stats counts the lookups', async () => {
     const r = await cli(['cache', 'stats', ...S]);
     assert.equal(r.code, 0, r.stderr);
@@ -183,7 +196,7 @@ describe('idmapctl through a running daemon (--socket)', () => {
   it('cache flush --scope host empties the scope; an unknown scope is an error', async () => {
     const r = await cli(['cache', 'flush', '--scope', 'host', ...S]);
     assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^[1-9]\d* entr(y|ies) flushed$/);
+    assert.match(r.stdout, /^[1-9]\d* entr(y|ies) flushed\n$/);
     const list = await cli(['cache', 'list', '--json', '--scope', 'host', ...S]);
     assert.deepEqual(JSON.parse(list.stdout), []);
     const bad = await cli(['cache', 'flush', '--scope', 'nope', ...S]);

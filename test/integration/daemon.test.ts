@@ -9,6 +9,7 @@ import { existsSync, statSync, writeFileSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { after, before, describe, it } from 'node:test';
 import { sockaddrUn } from '../../src/daemon/notify.js';
+import { defaultPaths } from '../../src/daemon/paths.js';
 import {
   cli, exchange, Proc, request, scratch, spawnTs, DAEMON_MAIN, STACK, startDaemon, staticPolicy, waitReady,
   type DaemonPaths, type Json,
@@ -406,6 +407,13 @@ describe('nsidmapd start-up errors and --check', () => {
     assert.deepEqual(await d.waitExit(20_000), { code: 0, signal: null });
     assert.equal(d.stdout, `${p.policy}: ok\n`);
     assert.equal(existsSync(p.socket), false, '--check starts nothing');
+  });
+
+  const defaultPolicy = defaultPaths().policy;
+  it('--check with no --policy and no default policy file checks the embedded defaults, as start-up would use them', { skip: existsSync(defaultPolicy) && `${defaultPolicy} exists on this machine` }, async () => {
+    const d = spawnTs(DAEMON_MAIN, ['--check']);
+    assert.deepEqual(await d.waitExit(20_000), { code: 0, signal: null }, d.stderr);
+    assert.equal(d.stdout, `${defaultPolicy} does not exist: the embedded defaults: ok\n`);
   });
 
   it('--check on a broken policy exits 3 with every finding at file:line:column', async () => {

@@ -64,6 +64,14 @@ describe('LineSplitter', () => {
     assert.deepEqual(lines, ['ok'], 'lines before the oversize one are delivered, none after');
   });
 
+  it('takes no limit when given Infinity (the client reading the daemon\'s answers)', () => {
+    const lines: string[] = [];
+    const s = new LineSplitter((l) => lines.push(l), Infinity);
+    assert.equal(s.push('x'.repeat(MAX_LINE * 4)), true);
+    assert.equal(s.push('\n'), true);
+    assert.equal(lines[0]?.length, MAX_LINE * 4);
+  });
+
   it('stays refused after an oversize line, whatever comes next', () => {
     const { lines, s } = splitter();
     assert.equal(s.push('x'.repeat(MAX_LINE + 1)), false);

@@ -16,7 +16,8 @@ export class AdminClient {
   private readonly pending = new Map<number, Pending>();
 
   private constructor(private readonly sock: Socket, private readonly timeoutMs: number) {
-    const lines = new LineSplitter((line) => this.onLine(line));
+    // no limit on the daemon's answers: `cache list` of a large cache is one long line
+    const lines = new LineSplitter((line) => this.onLine(line), Infinity);
     sock.setEncoding('utf8');
     sock.on('data', (c: string) => lines.push(c));
     sock.on('close', () => this.failAll(new NsidmapError('NSIDMAP_ENODAEMON', 'the daemon closed the connection')));

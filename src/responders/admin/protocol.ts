@@ -84,7 +84,8 @@ export function encode(msg: AdminResponse | AdminRequest): string {
 export class LineSplitter {
   private buf = '';
   private over = false;
-  constructor(private readonly onLine: (line: string) => void) {}
+  /** `max`: the server's limit on what a client sends; a client reading the daemon passes Infinity */
+  constructor(private readonly onLine: (line: string) => void, private readonly max = MAX_LINE) {}
   push(chunk: string): boolean {
     if (this.over) return false;
     // Only the new text can hold the next newline: a line dribbled in byte by byte stays O(n).
@@ -93,13 +94,13 @@ export class LineSplitter {
     let nl: number;
     while ((nl = this.buf.indexOf('\n', from)) >= 0) {
       // The limit is on the line, however its bytes arrived (its newline may share a chunk with it).
-      if (nl > MAX_LINE) return this.overflow();
+      if (nl > this.max) return this.overflow();
       const line = this.buf.slice(0, nl);
       this.buf = this.buf.slice(nl + 1);
       from = 0;
       if (line.trim() !== '') this.onLine(line);
     }
-    return this.buf.length <= MAX_LINE || this.overflow();
+    return this.buf.length <= this.max || this.overflow();
   }
 
   /** Once over the limit, stay there and hold nothing more. */

@@ -81,7 +81,8 @@ export class AdminServer {
     for (const s of this.sockets) s.destroy();
     const server = this.server;
     this.server = undefined;
-    if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
+    if (!server) return; // never listened: the path is not ours to remove
+    await new Promise<void>((resolve) => server.close(() => resolve()));
     rmSync(this.opts.path, { force: true });
   }
 }
