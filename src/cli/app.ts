@@ -5,6 +5,8 @@
 import { VERSION } from '../version.js';
 import { cacheFlush, cacheList, cacheStats } from './cache.js';
 import { parse, type Command } from './common.js';
+import { importIdmapd } from './import.js';
+import { keysClear, keysList, keysRevoke } from './keys.js';
 import { policyCheck, policySchema, policyTest } from './policy.js';
 import { queryCommand } from './query.js';
 import { reloadCommand, statusCommand } from './status.js';
@@ -14,9 +16,13 @@ export const COMMANDS: readonly Command[] = [
   cacheList,
   cacheFlush,
   cacheStats,
+  keysList,
+  keysClear,
+  keysRevoke,
   policyCheck,
   policyTest,
   policySchema,
+  importIdmapd,
   statusCommand,
   reloadCommand,
 ];
