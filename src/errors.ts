@@ -19,6 +19,9 @@ export const ERRORS = {
   NSIDMAP_EADMIN: { exit: 7, summary: 'the admin socket refused the request', hint: 'run as root or as a member of the admin group' },
   NSIDMAP_EDAEMON: { exit: 8, summary: 'the daemon cannot start', hint: 'see the logged reason' },
   NSIDMAP_EKEYRING: { exit: 9, summary: 'a keyring operation failed', hint: 'check that keyutils is installed and the kernel has keyrings' },
+  NSIDMAP_ENOKEY: { exit: 1, summary: 'no such key in the kernel\'s cache keyring', hint: 'see `idmapctl keys list` for the keys cached' },
+  NSIDMAP_ECLIENTID: { exit: 10, summary: 'an NFSv4 client identifier cannot be stored or set', hint: 'each namespace needs its own identifier of 1 to 63 printable characters; see `idmapctl clientid list`' },
+  NSIDMAP_ENOCLIENTID: { exit: 1, summary: 'no NFSv4 client identifier is stored for that namespace key', hint: 'see `idmapctl clientid list` for the keys' },
   NSIDMAP_EINTERNAL: { exit: 70, summary: 'internal error (a bug)', hint: 'report it with the logged stack' },
 } as const;
 

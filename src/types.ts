@@ -78,6 +78,13 @@ export const INTERFACES = ['keyring-nfs', 'keyring-cifs', 'pipefs', 'nfsd', 'adm
 export type Interface = (typeof INTERFACES)[number];
 /** Interfaces whose answers land in host-wide keyrings: the requester may not choose a scope. */
 export const KEYRING_INTERFACES: readonly Interface[] = ['keyring-nfs', 'keyring-cifs'];
+/**
+ * Interfaces whose answers the kernel caches host-wide, keyed by the lookup alone. Besides the
+ * keyrings, the rpc_pipefs path: fs/nfs/nfs4idmap.c instantiates its `id_legacy` keys in the
+ * `.id_resolver` keyring of the id_resolver_cache credential — one keyring for every mount, so
+ * what one container's pipe answered is what the next container's pipe-path mount reads.
+ */
+export const HOST_WIDE_INTERFACES: readonly Interface[] = ['keyring-nfs', 'keyring-cifs', 'pipefs'];
 
 /** One line of /proc/<pid>/uid_map or gid_map: ids [inside, inside+count) are host [outside, …). */
 export interface IdMapRange {

@@ -9,6 +9,10 @@ command -v keyctl >/dev/null 2>&1 || need+=(keyutils)          # keyctl(1) and /
 [ -x /sbin/request-key ] || need+=(keyutils)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)       # real user/network namespaces
 command -v python3 >/dev/null 2>&1 || need+=(python3)          # sd_notify receiver in the daemon test
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)         # the nsidmap-upcall helper is C, built by npm run build
+[ -x /usr/sbin/slapd ] || need+=(slapd)                        # real OpenLDAP for the ldap source tests
+command -v ldapsearch >/dev/null 2>&1 || need+=(ldap-utils)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)          # CA and server certs for the TLS tests
 
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
@@ -16,6 +20,9 @@ if [ ${#need[@]} -gt 0 ]; then
   else
     echo "test/setup.sh: installing ${need[*]}" >&2
     export DEBIAN_FRONTEND=noninteractive
+    # slapd: no default database, no /etc/ldap/slapd.d config, no service to stop — the tests start
+    # their own slapd on a loopback high port with a throwaway configuration
+    echo 'slapd slapd/no_configuration boolean true' | debconf-set-selections
     apt-get update -qq >/dev/null
     apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   fi

@@ -4,11 +4,13 @@
  */
 import { VERSION } from '../version.js';
 import { cacheFlush, cacheList, cacheStats } from './cache.js';
+import { clientidExport, clientidImport, clientidList, clientidSet, clientidShow } from './clientid.js';
 import { parse, type Command } from './common.js';
 import { importIdmapd } from './import.js';
 import { keysClear, keysList, keysRevoke } from './keys.js';
 import { policyCheck, policySchema, policyTest } from './policy.js';
 import { queryCommand } from './query.js';
+import { statsCommand } from './stats.js';
 import { reloadCommand, statusCommand } from './status.js';
 
 export const COMMANDS: readonly Command[] = [
@@ -19,11 +21,17 @@ export const COMMANDS: readonly Command[] = [
   keysList,
   keysClear,
   keysRevoke,
+  clientidList,
+  clientidShow,
+  clientidSet,
+  clientidExport,
+  clientidImport,
   policyCheck,
   policyTest,
   policySchema,
   importIdmapd,
   statusCommand,
+  statsCommand,
   reloadCommand,
 ];
 

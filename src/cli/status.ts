@@ -9,13 +9,27 @@ interface Status {
   cache: { path: string; entries: number; negative: number };
   counters: Record<string, number>;
   rss: number;
+  /** each kernel responder's status(): e.g. one line per served namespace */
+  responders?: { name: string; detail: Record<string, unknown>[] }[];
+}
+
+function cell(v: unknown): string {
+  if (v === undefined || v === null || v === '') return '-';
+  if (Array.isArray(v)) return v.length === 0 ? '-' : v.map(cell).join(',');
+  return typeof v === 'object' ? JSON.stringify(v) : String(v);
+}
+
+/** A responder's detail lines as a table: one column per field any line has. */
+function responderTable(detail: readonly Record<string, unknown>[]): string {
+  const cols = [...new Set(detail.flatMap((d) => Object.keys(d)))];
+  return table([cols.map((c) => c.toUpperCase()), ...detail.map((d) => cols.map((c) => cell(d[c])))]);
 }
 
 export const statusCommand: Command = {
   noun: 'status',
   verb: '',
   usage: 'idmapctl status [--json]',
-  summary: 'the daemon: policy in force, scopes, source health, cache, counters',
+  summary: 'the daemon: policy in force, scopes, source health, cache, counters, and what each responder serves (per network namespace)',
   example: 'idmapctl status',
   options: {},
   async run(p) {
@@ -29,6 +43,11 @@ export const statusCommand: Command = {
     out(table([['SCOPE', 'DOMAIN', 'IDS', 'ROOT', 'PROVIDERS'], ...s.scopes.map((x) => [x.name, x.domain, x.ids, x.root, x.providers.join(' → ')])]));
     out('');
     out(table([['SOURCE', 'KIND', 'STATE', 'DETAIL'], ...s.sources.map((x) => [x.name, x.kind, x.state, x.detail ?? ''])]));
+    for (const r of s.responders ?? []) {
+      out('');
+      out(`responder ${r.name}${r.detail.length === 0 ? ': nothing served' : ''}`);
+      if (r.detail.length > 0) out(responderTable(r.detail));
+    }
     return 0;
   },
 };

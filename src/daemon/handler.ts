@@ -4,12 +4,14 @@
  */
 import { describeError, NsidmapError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { takeSnapshot, type StatsSnapshot } from '../metrics/snapshot.js';
 import { buildContext } from '../ns/context.js';
 import type { Engine } from '../resolver/engine.js';
 import { parseRequest, requestValue } from '../resolver/query.js';
 import { printableKey } from '../resolver/resolver.js';
 import type { AdminRequest } from '../responders/admin/protocol.js';
 import { actionToWire, decideUpcall, rejectUpcall } from '../responders/keyring/upcall.js';
+import type { ClientIdAdmin } from '../responders/uevent/clientid.js';
 import type { Answer, Context, Interface, Request } from '../types.js';
 
 export interface DaemonInfo {
@@ -55,7 +57,7 @@ export function contextSummary(ctx: Context): Record<string, unknown> {
   };
 }
 
-export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger, reload: () => Promise<unknown>, responders: () => unknown[] = () => [], flushKernel: () => Promise<void> = async () => {}) {
+export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger, reload: () => Promise<unknown>, responders: () => unknown[] = () => [], flushKernel: () => Promise<void> = async () => {}, clientIds: () => ClientIdAdmin | undefined = () => undefined) {
   return async (req: AdminRequest): Promise<unknown> => {
     switch (req.op) {
       case 'ping':
@@ -69,7 +71,9 @@ export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger,
       case 'reload':
         return reload();
       case 'cache.stats':
-        return { ...engine().store.stats(), counters: engine().resolver.counters };
+        return { ...engine().store.stats(), counters: engine().resolver.metrics.totals() };
+      case 'stats':
+        return snapshotOf(engine(), info.version);
       case 'cache.list':
         return engine().store.list({ scope: req.scope, prefix: req.prefix }, req.limit ?? 1000).map((e) => ({ ...e, key: printableKey(e.key) }));
       case 'cache.flush': {
@@ -77,15 +81,27 @@ export function makeHandler(engine: () => Engine, info: DaemonInfo, log: Logger,
         await flushKernel(); // nfsd's caches hold answers too: drop them with ours
         return { flushed };
       }
+      case 'clientid.list':
+        return clientIdAdmin(clientIds).list();
+      case 'clientid.show':
+        return clientIdAdmin(clientIds).show(req.key);
+      case 'clientid.set':
+        return clientIdAdmin(clientIds).set(req.key, req.identifier, req.source);
     }
   };
+}
+
+function clientIdAdmin(clientIds: () => ClientIdAdmin | undefined): ClientIdAdmin {
+  const admin = clientIds();
+  if (!admin) throw new NsidmapError('NSIDMAP_EREQUEST', 'this daemon does not manage NFSv4 client identifiers: use idmapctl clientid --cache PATH');
+  return admin;
 }
 
 async function resolveOp(engine: Engine, req: Extract<AdminRequest, { op: 'resolve' }>, log: Logger) {
   const request = parseRequest(req.kind, req.value);
   const iface = req.iface ?? defaultInterface(request);
   const ctx = buildContext(iface, req.nsPid ?? req.pid);
-  const answer = await engine.resolver.resolve(request, ctx, { scope: req.scope, explain: req.explain });
+  const answer = await engine.resolver.resolve(request, ctx, { scope: req.scope, explain: req.explain, admin: true });
   logAnswer(log, answer, ctx);
   return { answer, context: req.explain ? contextSummary(ctx) : undefined };
 }
@@ -97,8 +113,21 @@ async function upcallOp(engine: Engine, req: Extract<AdminRequest, { op: 'upcall
   const action = description === undefined
     ? rejectUpcall(req.keyType, 'description is not valid UTF-8', ctx, log)
     : await decideUpcall(engine.resolver, req.keyType, description, ctx, log);
-  if (action.action !== 'reject' && action.answer) logAnswer(log, action.answer, ctx);
+  if (action.action === 'reject') refused(engine, req.keyType, description ?? `hex:${req.descriptionHex}`, action.reason, ctx);
+  else if (action.answer) logAnswer(log, action.answer, ctx);
   return actionToWire(action);
+}
+
+/** A refused upcall: counted, and in the audit trail (rate-limited, unlike upcall.rejected). */
+function refused(engine: Engine, keyType: string, description: string, reason: string, ctx: Context): void {
+  const { metrics, audit } = engine.resolver;
+  metrics.refused(ctx.iface, 'malformed');
+  if (audit?.on('refused')) audit.note('refused', { iface: ctx.iface, kind: keyType, query: description, reason, container: ctx.container?.id, pid: ctx.pid });
+}
+
+/** Everything measured, now: the `stats` op and the metrics endpoint show this same reading. */
+export function snapshotOf(engine: Engine, version: string): StatsSnapshot {
+  return takeSnapshot({ metrics: engine.resolver.metrics, version, sources: engine.policy.sources.values(), cache: engine.store.stats() });
 }
 
 /**
@@ -133,7 +162,7 @@ function status(engine: Engine, info: DaemonInfo) {
     scopes: p.scopes.map((s) => ({ name: s.name, domain: s.domain, providers: s.sources.map((x) => x.name), ids: s.ids, root: s.root })),
     sources: [...p.sources.values()].map((s) => ({ name: s.name, kind: s.kind, ...(s.health?.() ?? { state: 'up' }) })),
     cache: { path: engine.cachePath, ...engine.store.stats() },
-    counters: engine.resolver.counters,
+    counters: engine.resolver.metrics.totals(),
     rss: process.memoryUsage.rss(),
     heapUsed: process.memoryUsage().heapUsed,
   };

@@ -9,6 +9,7 @@ import { createLogger, LEVELS, type Level } from '../log.js';
 import { VERSION } from '../version.js';
 import { Daemon } from './daemon.js';
 import { defaultPaths } from './paths.js';
+import { buildResponders, parseServe } from './responders.js';
 
 const HELP = `Usage: nsidmapd [options]
 
@@ -23,6 +24,10 @@ Options:
   -c, --cache PATH      SQLite cache file or :memory: (default: the policy's cache.path,
                         else ${defaultPaths().cache})
   -l, --log-level LVL   error | warn | info | debug (default: the policy's daemon.logLevel, else info)
+      --serve LIST      kernel interfaces served besides the keyring helper's requests:
+                        pipefs, nfsd, clientid (comma-separated), all (default) or none.
+                        Every network namespace's rpc_pipefs and nfsd channels are found and
+                        followed; NFSv4 client identifiers are set per namespace
       --check           load and check the policy, print findings, exit (0 when usable)
   -h, --help            this text
   -V, --version         print the version
@@ -45,6 +50,7 @@ async function main(argv: string[]): Promise<number> {
         cache: { type: 'string', short: 'c' },
         'log-level': { type: 'string', short: 'l' },
         check: { type: 'boolean' },
+        serve: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -60,12 +66,14 @@ async function main(argv: string[]): Promise<number> {
   if (!(level in LEVELS)) throw new NsidmapError('NSIDMAP_EUSAGE', `--log-level: "${level}" is not one of ${Object.keys(LEVELS).join(', ')}`);
   const log = createLogger({ level: level as Level });
   const paths = defaultPaths();
+  const serve = parseServe(args.serve ?? 'all');
   const daemon = new Daemon({
     policy: args.policy ?? paths.policy,
     policyRequired: args.policy !== undefined,
     socket: args.socket,
     defaultSocket: paths.socket,
     logLevelExplicit: args['log-level'] !== undefined,
+    responders: (engine) => buildResponders(engine, serve),
     cache: args.cache ?? paths.cache,
     cacheOverride: args.cache !== undefined,
     log,

@@ -3,11 +3,12 @@
  * creates sources through their factories, so a new kind (LDAP, later) is one line here.
  */
 import { filesKind } from './files.js';
+import { ldapKind } from './ldap/source.js';
 import { nssKind } from './nss.js';
 import { sidKind } from './sid.js';
 import { staticKind } from './static.js';
 
-export const SOURCE_KINDS = [filesKind, nssKind, staticKind, sidKind] as const;
+export const SOURCE_KINDS = [filesKind, nssKind, staticKind, sidKind, ldapKind] as const;
 
 export type AnySourceKind = (typeof SOURCE_KINDS)[number];
 

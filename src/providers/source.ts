@@ -24,6 +24,25 @@ export interface SourceHealth {
   readonly detail?: string;
 }
 
+/**
+ * Figures a pooled source reports for metrics (`idmapctl stats`, Prometheus), read when asked —
+ * never counted by the resolver. Every field is optional: a source reports what it has.
+ */
+export interface SourceMetrics {
+  /** connections open and usable, and how many the pool keeps */
+  readonly connections?: number;
+  readonly connectionsMax?: number;
+  /** requests on the wire now, and waiting for a free slot */
+  readonly inFlight?: number;
+  readonly queued?: number;
+  /** since start: times a server was taken out of service (the next in order serves, if any) */
+  readonly failovers?: number;
+  /** since start: requests refused at once because the pool and its queue were full */
+  readonly rejected?: number;
+  /** since start: requests that ran out of time */
+  readonly timeouts?: number;
+}
+
 export interface Source {
   /** instance name from the policy (`providers: { <name>: … }`) */
   readonly name: string;
@@ -43,6 +62,8 @@ export interface Source {
   sidOf?(entity: Entity, id: number): MaybePromise<SourceEntry | undefined>;
   /** for `idmapctl status` */
   health?(): SourceHealth;
+  /** for `idmapctl stats` and the metrics endpoint. Optional. */
+  metrics?(): SourceMetrics;
 }
 
 /** A fault inside a source (directory down, file unreadable, …). Stops the chain. */

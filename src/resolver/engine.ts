@@ -4,10 +4,12 @@
  * back to one when the daemon is down. Lifecycle: constructor assigns, start() acquires,
  * stop() releases in reverse order.
  */
+import type { Audit } from '../audit.js';
 import { openCache } from '../cache/tiered.js';
 import type { CacheStore } from '../cache/store.js';
 import { NsidmapError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import type { Metrics } from '../metrics/registry.js';
 import { checkPolicy } from './policy/check.js';
 import { compilePolicy, type CompiledPolicy } from './policy/compile.js';
 import { formatFinding, loadPolicyFile, validatePolicyText, type Finding, type LoadedPolicy } from './policy/load.js';
@@ -20,6 +22,9 @@ export interface EngineOptions {
   /** the cache path when neither the policy nor cachePath names one */
   readonly defaultCachePath: string;
   readonly hostDomain?: () => string;
+  /** the daemon's metrics registry and audit trail (they outlive reloads); none: the resolver's own registry, no audit */
+  readonly metrics?: Metrics;
+  readonly audit?: Audit;
 }
 
 export interface PreparedPolicy {
@@ -91,7 +96,7 @@ export class Engine {
     this.storeRef = openCache({ path, memoryEntries: this.policy.cache.memoryEntries });
     this.openedCachePath = path;
     await startSources(this.policy);
-    this.resolverRef = new Resolver(this.policy, this.storeRef, { log: this.log });
+    this.resolverRef = new Resolver(this.policy, this.storeRef, { log: this.log, metrics: this.opts.metrics, audit: this.opts.audit });
     this.loadedAt = Date.now();
   }
 

@@ -6,12 +6,15 @@
  *   source ids ──scope.map──► host ids ──reader's uid_map (ids: container)──► answer ids
  * An id that a step cannot carry becomes nobody (outcome `unmappable`): never a wrong id.
  */
+import type { Audit } from '../audit.js';
 import { freshness, type CacheStore } from '../cache/store.js';
 import { describeError, NsidmapError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { IFACE, Metrics, OUTCOME, type ScopeSlot } from '../metrics/registry.js';
 import { fromHost, toHost } from '../ns/idmap.js';
-import { SourceFault } from '../providers/source.js';
+import { SourceFault, type Source, type SourceEntry } from '../providers/source.js';
 import { isValidId, type Answer, type Context, type Entity, type ExplainStep, type LookupKind, type Outcome, type Request, entityOf, answerTypeOf, type CacheState } from '../types.js';
+import { requestValue } from './query.js';
 import { UNMAPPED_DEFAULTS, type CompiledPolicy, type CompiledScope, type Direction } from './policy/compile.js';
 import { nobodyOf, type NobodyValues } from './nobody.js';
 
@@ -20,7 +23,24 @@ export interface ResolveOptions {
   readonly explain?: boolean;
   /** force this scope instead of matching (idmapctl --scope) */
   readonly scope?: string;
+  /**
+   * asked by an admin (idmapctl query), not by a kernel interface: counted under interface
+   * `admin` (the context's interface still picks the scope) and not audited — the admin sees
+   * the reason in the answer
+   */
+  readonly admin?: boolean;
 }
+
+const NO_OPTIONS: ResolveOptions = Object.freeze({});
+
+/**
+ * Lookup latency: a lookup that reaches the sources is always timed; one answered without them
+ * (a cache hit, an early answer) — the hot path, well under a microsecond — is timed one in
+ * TIMING_EVERY and observed with that weight, so the histogram still counts every lookup while
+ * a clock read (~30 ns on bare metal, several times that in some VMs) is paid rarely.
+ */
+export const TIMING_EVERY = 64;
+const TIMING_MASK = TIMING_EVERY - 1;
 
 type Method = 'byName' | 'byId' | 'bySid' | 'sidOf';
 
@@ -58,6 +78,10 @@ const NUMERIC = /^(0|[1-9][0-9]{0,9})$/;
 export interface ResolverOptions {
   readonly log: Logger;
   readonly now?: () => number;
+  /** the daemon's registry (it outlives reloads); in-process tools get their own */
+  readonly metrics?: Metrics;
+  /** the daemon's audit trail; none in-process */
+  readonly audit?: Audit;
 }
 
 export class Resolver {
@@ -67,14 +91,26 @@ export class Resolver {
   private readonly now: () => number;
   private readonly inflight = new Map<string, Promise<Found>>();
   private nobody = new Map<string, Promise<NobodyValues>>();
-  /** counters for `status`/`stats` */
-  readonly counters = { lookups: 0, hits: 0, misses: 0, stale: 0, negative: 0, nobody: 0, squashed: 0, unmappable: 0, errors: 0 };
+  /** counters, histograms: `idmapctl stats`, `status`, the metrics endpoint */
+  readonly metrics: Metrics;
+  readonly audit: Audit | undefined;
+  /** the registry slot of each scope of the policy in force, by scope.index */
+  private slots: ScopeSlot[];
+  /** lookups since the last timed one (see TIMING_EVERY) */
+  private tick = 0;
 
   constructor(policy: CompiledPolicy, store: CacheStore, opts: ResolverOptions) {
     this.policy = policy;
     this.store = store;
     this.log = opts.log;
     this.now = opts.now ?? Date.now;
+    this.metrics = opts.metrics ?? new Metrics();
+    this.audit = opts.audit;
+    this.slots = this.slotsOf(policy);
+  }
+
+  private slotsOf(policy: CompiledPolicy): ScopeSlot[] {
+    return policy.scopes.map((s) => this.metrics.scope(s.name));
   }
 
   get currentPolicy(): CompiledPolicy {
@@ -84,6 +120,7 @@ export class Resolver {
   /** Swap in a new policy (reload). Cached answers stay: they are keyed by scope name. */
   setPolicy(policy: CompiledPolicy): void {
     this.policy = policy;
+    this.slots = this.slotsOf(policy);
     this.nobody = new Map();
   }
 
@@ -96,20 +133,40 @@ export class Resolver {
     return this.policy.scopes.find((s) => s.name === name);
   }
 
-  async resolve(req: Request, ctx: Context, opts: ResolveOptions = {}): Promise<Answer> {
-    this.counters.lookups++;
+  async resolve(req: Request, ctx: Context, opts: ResolveOptions = NO_OPTIONS): Promise<Answer> {
+    const timed = (this.tick = (this.tick + 1) & TIMING_MASK) === 0;
+    const t0 = timed ? performance.now() : 0;
+    const iface = opts.admin ? IFACE.admin : IFACE[ctx.iface];
     const trail: ExplainStep[] | undefined = opts.explain ? [] : undefined;
     const scope = opts.scope !== undefined ? this.scopeByName(opts.scope) : this.selectScope(req, ctx);
-    if (!scope) return this.noScope(req, opts.scope, trail);
-    trail?.push({ step: 'scope', detail: opts.scope !== undefined ? `${scope.name} (forced)` : `${scope.name} (scope #${scope.index + 1}, first whose match fits)` });
-    try {
-      const pre = this.prepare(req, scope, ctx);
-      if ('early' in pre) return await this.finishEarly(req, scope, ctx, pre, trail);
-      const found = await this.lookup(scope, pre, trail);
-      return await this.finish(req, scope, ctx, found, trail);
-    } catch (e) {
-      return this.fault(req, scope, e, trail);
+    // taken with the scope, before any await: a reload meanwhile must not shift scope indexes under us
+    const slot = scope ? this.slots[scope.index]! : this.metrics.noScope;
+    let answer: Answer;
+    /** 1 while the cache and the sources are asked, 2 when they were (the lookup timed itself) */
+    let phase = 0;
+    if (!scope) {
+      answer = this.noScope(req, ctx, opts, trail);
+    } else {
+      trail?.push({ step: 'scope', detail: opts.scope !== undefined ? `${scope.name} (forced)` : `${scope.name} (scope #${scope.index + 1}, first whose match fits)` });
+      try {
+        const pre = this.prepare(req, scope, ctx);
+        if ('early' in pre) {
+          answer = await this.finishEarly(req, scope, ctx, opts, pre, trail);
+        } else {
+          phase = 1;
+          const found = await this.lookup(scope, pre, trail, slot, iface);
+          phase = found.cache === 'miss' || found.cache === 'stale' ? 2 : 0;
+          answer = await this.finish(req, scope, ctx, opts, found, trail);
+        }
+      } catch (e) {
+        // a throw out of lookup() is a source fault: it timed itself
+        if (phase === 1) phase = 2;
+        answer = this.fault(req, scope, e, trail);
+      }
     }
+    slot.add(iface, outcomeOf(answer));
+    if (timed && phase !== 2) this.metrics.observe(iface, (performance.now() - t0) / 1000, TIMING_EVERY);
+    return answer;
   }
 
   // ---- before the sources: check and translate the request ----
@@ -156,30 +213,34 @@ export class Resolver {
 
   // ---- the cache and the sources ----
 
-  private async lookup(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined): Promise<Found> {
+  /** `slot`, `iface`: where cache hits and misses are counted, and the time of a miss (always timed) */
+  private async lookup(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined, slot: ScopeSlot, iface: number): Promise<Found> {
     const now = this.now();
     const hit = this.store.get(q.key);
     if (hit) {
       const state = freshness(hit, now);
       if (state !== 'expired') {
-        this.counters.hits++;
+        slot.cacheHits++;
         if (state === 'refresh') this.refreshInBackground(scope, q);
         trail?.push({ step: 'cache', detail: state === 'fresh' ? `fresh (from ${hit.source || 'negative'})` : `past half its TTL: served, refresh started` });
         return { value: hit.value, source: hit.source, cache: state };
       }
     }
-    this.counters.misses++;
+    slot.cacheMisses++;
+    const t0 = performance.now();
     try {
       return await this.queryOnce(scope, q, trail);
     } catch (e) {
       const maxStale = this.policy.cache.maxStale * 1000;
       if (hit && now - hit.expires <= maxStale) {
-        this.counters.stale++;
+        slot.stale++;
         trail?.push({ step: 'cache', detail: `expired entry served: sources failed (${describeError(e).message})` });
         this.log.warn('stale.served', { scope: scope.name, key: printableKey(q.key), reason: describeError(e).message });
         return { value: hit.value, source: hit.source, cache: 'stale' };
       }
       throw e;
+    } finally {
+      this.metrics.observe(iface, (performance.now() - t0) / 1000, 1);
     }
   }
 
@@ -205,7 +266,7 @@ export class Resolver {
     for (const src of scope.sources) {
       const fn = src[q.method];
       if (!fn) continue;
-      const entry = await fn.call(src, q.entity, q.arg as never);
+      const entry = await this.askSource(src, fn, q);
       const v = entry === undefined ? undefined : pick(q.method, entry);
       trail?.push({ step: 'source', detail: `${src.name} (${src.kind}): ${v === undefined ? 'not found' : `found ${v}`}` });
       if (v !== undefined) {
@@ -221,40 +282,57 @@ export class Resolver {
     return { value, source, cache: 'miss' };
   }
 
+  /** One source call, timed and counted (misses only reach here: the cost is the source's). */
+  private async askSource(src: Source, fn: NonNullable<Source[Method]>, q: Query): Promise<SourceEntry | undefined> {
+    const m = this.metrics.source(src.name, src.kind);
+    const t0 = performance.now();
+    try {
+      const entry = await fn.call(src, q.entity, q.arg as never);
+      if (entry === undefined) m.notFound++;
+      else m.found++;
+      return entry;
+    } catch (e) {
+      m.errors++;
+      throw e;
+    } finally {
+      m.duration.observe((performance.now() - t0) / 1000);
+    }
+  }
+
   // ---- after the sources: translate back, squash, nobody ----
 
-  private async finish(req: Request, scope: CompiledScope, ctx: Context, found: Found, trail: ExplainStep[] | undefined): Promise<Answer> {
+  private async finish(req: Request, scope: CompiledScope, ctx: Context, opts: ResolveOptions, found: Found, trail: ExplainStep[] | undefined): Promise<Answer> {
     const type = answerTypeOf(req.kind);
-    if (found.value === null) return this.unmapped(req, scope, ctx, 'nobody', 'no source knows it', found.cache, trail);
+    if (found.value === null) return this.unmapped(req, scope, ctx, opts, 'nobody', 'no source knows it', found.cache, trail);
     if (type !== 'id') {
       const value = type === 'name' ? `${found.value}@${scope.domain}` : found.value;
       return this.answer(req, scope, 'mapped', value, { source: found.source, cache: found.cache, ttl: this.ttlFor(scope, found.cache) }, trail);
     }
-    return this.finishId(req, scope, ctx, Number(found.value), found, trail);
+    return this.finishId(req, scope, ctx, opts, Number(found.value), found, trail);
   }
 
-  private async finishId(req: Request, scope: CompiledScope, ctx: Context, dirId: number, found: Found | undefined, trail: ExplainStep[] | undefined): Promise<Answer> {
+  private async finishId(req: Request, scope: CompiledScope, ctx: Context, opts: ResolveOptions, dirId: number, found: Found | undefined, trail: ExplainStep[] | undefined): Promise<Answer> {
     const entity = entityOf(req.kind);
     const cache = found?.cache ?? 'none';
-    if (!isValidId(dirId)) return this.unmapped(req, scope, ctx, 'unmappable', `source gave an invalid id ${dirId}`, cache, trail);
-    if (scope.root === 'squash' && dirId === 0) return this.unmapped(req, scope, ctx, 'squashed', 'root squashed (root: squash)', cache, trail);
+    if (!isValidId(dirId)) return this.unmapped(req, scope, ctx, opts, 'unmappable', `source gave an invalid id ${dirId}`, cache, trail);
+    if (scope.root === 'squash' && dirId === 0) return this.unmapped(req, scope, ctx, opts, 'squashed', 'root squashed (root: squash)', cache, trail);
     const map = entity === 'user' ? scope.uidMap : scope.gidMap;
     const host = map ? toHost(map, dirId) : dirId;
-    if (host === undefined) return this.unmapped(req, scope, ctx, 'unmappable', `id ${dirId} is outside scope ${scope.name}'s map`, cache, trail);
-    if (scope.root === 'squash' && host === 0) return this.unmapped(req, scope, ctx, 'squashed', 'root squashed (root: squash)', cache, trail);
+    if (host === undefined) return this.unmapped(req, scope, ctx, opts, 'unmappable', `id ${dirId} is outside scope ${scope.name}'s map`, cache, trail);
+    if (scope.root === 'squash' && host === 0) return this.unmapped(req, scope, ctx, opts, 'squashed', 'root squashed (root: squash)', cache, trail);
     const readerMap = readerMapOf(scope, ctx, entity);
     const value = readerMap ? fromHost(readerMap, host) : host;
-    if (value === undefined) return this.unmapped(req, scope, ctx, 'unmappable', `host id ${host} cannot be expressed in the reader's namespace`, cache, trail);
-    if (scope.root === 'squash' && value === 0) return this.unmapped(req, scope, ctx, 'squashed', "the reader's root squashed (root: squash)", cache, trail);
+    if (value === undefined) return this.unmapped(req, scope, ctx, opts, 'unmappable', `host id ${host} cannot be expressed in the reader's namespace`, cache, trail);
+    if (scope.root === 'squash' && value === 0) return this.unmapped(req, scope, ctx, opts, 'squashed', "the reader's root squashed (root: squash)", cache, trail);
     if (readerMap) trail?.push({ step: 'ids', detail: `host id ${host} → ${value} in the reader's namespace` });
     return this.answer(req, scope, 'mapped', value, { source: found?.source, cache, ttl: this.ttlFor(scope, cache) }, trail);
   }
 
-  private async finishEarly(req: Request, scope: CompiledScope, ctx: Context, e: Early, trail: ExplainStep[] | undefined): Promise<Answer> {
+  private async finishEarly(req: Request, scope: CompiledScope, ctx: Context, opts: ResolveOptions, e: Early, trail: ExplainStep[] | undefined): Promise<Answer> {
     trail?.push({ step: 'request', detail: e.reason });
-    if (e.early === 'mapped' && e.value !== undefined) return this.finishId(req, scope, ctx, e.value, undefined, trail);
+    if (e.early === 'mapped' && e.value !== undefined) return this.finishId(req, scope, ctx, opts, e.value, undefined, trail);
     const why = e.early === 'squashed' || e.early === 'unmappable' ? e.early : 'nobody';
-    return this.unmapped(req, scope, ctx, why, e.reason, 'none', trail);
+    return this.unmapped(req, scope, ctx, opts, why, e.reason, 'none', trail);
   }
 
   /**
@@ -262,11 +340,13 @@ export class Resolver {
    * the kernel fall back to the raw number — the spoofed root); a plain "not found" answers as
    * the scope (or the interface's default) says.
    */
-  private async unmapped(req: Request, scope: CompiledScope, ctx: Context, why: 'nobody' | 'squashed' | 'unmappable', reason: string, cache: CacheState, trail: ExplainStep[] | undefined): Promise<Answer> {
+  private async unmapped(req: Request, scope: CompiledScope, ctx: Context, opts: ResolveOptions, why: 'nobody' | 'squashed' | 'unmappable', reason: string, cache: CacheState, trail: ExplainStep[] | undefined): Promise<Answer> {
     const type = answerTypeOf(req.kind);
     const dir = DIRECTION[type];
     const rule = why === 'nobody' ? scope.unmapped[dir] ?? UNMAPPED_DEFAULTS[ctx.iface][dir] : 'nobody';
-    this.counters[why === 'nobody' ? (rule === 'nobody' ? 'nobody' : 'negative') : why]++;
+    if (rule === 'nobody' && this.audit?.on(why) && !opts.admin) {
+      this.audit.note(why, { iface: ctx.iface, scope: scope.name, kind: req.kind, query: requestValue(req), reason, chain: scope.sources.map((s) => s.name), container: ctx.container?.id, pid: ctx.pid });
+    }
     if (rule === 'negative') {
       trail?.push({ step: 'unmapped', detail: `${reason}; answered negatively (unmapped.${dir}: negative)` });
       return this.answer(req, scope, 'negative', undefined, { cache, ttl: scope.ttlNegative, reason }, trail);
@@ -301,20 +381,41 @@ export class Resolver {
     return { request: req, outcome, value, scope: scope.name, source: extra.source || undefined, cache: extra.cache, ttl: extra.ttl, reason: extra.reason, trail };
   }
 
-  private noScope(req: Request, forced: string | undefined, trail: ExplainStep[] | undefined): Answer {
-    this.counters.errors++;
+  private noScope(req: Request, ctx: Context, opts: ResolveOptions, trail: ExplainStep[] | undefined): Answer {
+    const forced = opts.scope;
     const reason = forced !== undefined ? `no scope named "${forced}"` : 'no scope of the policy matches this request';
+    if (!opts.admin) {
+      this.metrics.refused(ctx.iface, 'no_scope');
+      if (this.audit?.on('refused')) this.audit.note('refused', { iface: ctx.iface, kind: req.kind, query: requestValue(req), reason, container: ctx.container?.id, pid: ctx.pid });
+    }
     trail?.push({ step: 'scope', detail: reason });
     return { request: req, outcome: 'error', code: 'NSIDMAP_ENOSCOPE', cache: 'none', ttl: DEFAULT_ERROR_TTL, reason, trail };
   }
 
   private fault(req: Request, scope: CompiledScope, e: unknown, trail: ExplainStep[] | undefined): Answer {
-    this.counters.errors++;
     const { code, message } = describeError(e);
     const finalCode = e instanceof SourceFault ? 'NSIDMAP_ESOURCE' : code;
     if (finalCode === 'NSIDMAP_EINTERNAL') this.log.error('resolve.bug', { scope: scope.name, kind: req.kind, error: (e as Error)?.stack ?? message });
     trail?.push({ step: 'error', detail: message });
     return { request: req, outcome: 'error', code: finalCode, scope: scope.name, cache: 'none', ttl: DEFAULT_ERROR_TTL, reason: message, trail };
+  }
+}
+
+/** The metrics outcome of an answer: a mapped one split by where it came from. */
+function outcomeOf(a: Answer): number {
+  switch (a.outcome) {
+    case 'mapped':
+      return a.cache === 'miss' ? OUTCOME.miss : a.cache === 'stale' ? OUTCOME.stale : OUTCOME.hit;
+    case 'nobody':
+      return OUTCOME.nobody;
+    case 'squashed':
+      return OUTCOME.squashed;
+    case 'unmappable':
+      return OUTCOME.unmappable;
+    case 'negative':
+      return OUTCOME.negative;
+    case 'error':
+      return OUTCOME.error;
   }
 }
 

@@ -85,7 +85,8 @@ describe('nsidmapd serving on its admin socket', () => {
     const ms = await waitReady(d, p.socket);
     t.diagnostic(`spawn → first successful ping: ${Math.round(ms)} ms`);
     assert.ok(Number.isFinite(ms) && ms > 0);
-    assert.match(d.stderr, /daemon\.ready .*socket=/);
+    // the socket answers first; daemon.ready follows once the kernel responders have started
+    assert.match(await d.logLine(/daemon\.ready .*socket=/), /daemon\.ready .*socket=/);
   });
 
   it('resolves name → uid and uid → name; the same query again is a fresh cache hit', async () => {

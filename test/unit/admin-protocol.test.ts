@@ -86,6 +86,7 @@ describe('decodeRequest', () => {
     ['status', { id: 2, op: 'status' }],
     ['reload', { id: 3, op: 'reload' }],
     ['cache.stats', { id: 4, op: 'cache.stats' }],
+    ['stats', { id: 9, op: 'stats' }],
     ['resolve with the minimum', { id: 5, op: 'resolve', kind: 'uid', value: 'alice@example.com' }],
     ['resolve with every option', { id: 6, op: 'resolve', kind: 'user', value: '1001', iface: 'pipefs', pid: 42, nsPid: 43, scope: 'host', explain: true }],
     ['cache.list with filters', { id: 7, op: 'cache.list', scope: 'host', prefix: 'host\x1fname-to-uid', limit: 10 }],

@@ -111,7 +111,6 @@ describe('load: every finding is file:line:column: path: message', () => {
       ['"10m"', 600],
       ['"2h"', 7200],
       ['"7d"', 604800],
-      ['0', 0],
     ];
     for (const [text, seconds] of rows) {
       it(`reads ${text} as ${seconds} s (ttl and cache.maxStale alike)`, () => {
@@ -120,6 +119,13 @@ describe('load: every finding is file:line:column: path: message', () => {
         assert.deepEqual(cfg.scopes?.[0]?.ttl, { positive: seconds, negative: seconds });
       });
     }
+
+    it('reads a maxStale of 0 as 0 s (never serve stale), but refuses a TTL of 0 (a key timeout of 0 never expires)', () => {
+      assert.equal(loaded(yaml('cache:', '  maxStale: 0')).config.cache?.maxStale, 0);
+      const found = loadErrors(yaml('scopes:', '  - name: a', '    ttl:', '      positive: 0', '      negative: "0s"'));
+      assert.equal(found.length, 2, found.join('\n'));
+      for (const f of found) assert.match(f, /:\d+:\d+: scopes\[0\]\.ttl\.(positive|negative): a TTL must be at least 1 second/);
+    });
   });
 
   for (const [what, text] of [['an empty file', ''], ['a file of comments', '# nothing here yet\n']] as const) {
@@ -289,11 +295,11 @@ describe('check: what the schema cannot see', () => {
       const text = yaml('scopes:', '  - name: web', '    match: { container: "web-*" }', '  - name: rest');
       const [f, ...rest] = check(text, 'error');
       assert.deepEqual(rest, []);
-      assert.match(f ?? '', /^p\.yaml:3:12: scopes\[0\]\.match: matches on the requester \(container\) but may answer keyring requests/);
+      assert.match(f ?? '', /^p\.yaml:3:12: scopes\[0\]\.match: matches on the requester \(container\) but may answer keyring or pipefs requests/);
     });
 
-    for (const iface of ['keyring-nfs', 'keyring-cifs']) {
-      it(`refuses it when the scope names ${iface} among its interfaces`, () => {
+    for (const iface of ['keyring-nfs', 'keyring-cifs', 'pipefs']) {
+      it(`refuses it when the scope names ${iface} among its interfaces (cached host-wide by the kernel)`, () => {
         const text = yaml('scopes:', '  - name: web', `    match: { interface: [nfsd, ${iface}], netns: container }`, '  - name: rest');
         assert.match(check(text, 'error').join('\n'), /keyring/);
       });

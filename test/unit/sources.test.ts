@@ -525,18 +525,22 @@ describe('sid: sidRangeOverlaps', () => {
 // ------------------------------------------------------------------------------------- registry
 
 describe('registry', () => {
-  it('lists the four local kinds', () => assert.deepEqual(SOURCE_KINDS.map((k) => k.kind), ['files', 'nss', 'static', 'sid']));
+  it('lists the four local kinds and ldap', () => assert.deepEqual(SOURCE_KINDS.map((k) => k.kind), ['files', 'nss', 'static', 'sid', 'ldap']));
 
   it('finds a kind by name, and nothing for an unknown one', () => {
     assert.equal(sourceKind('static'), staticKind);
-    assert.equal(sourceKind('ldap'), undefined);
+    assert.equal(sourceKind('ldap')?.kind, 'ldap');
+    assert.equal(sourceKind('ldapp'), undefined);
   });
 
+  /** the least each kind's block needs (most need nothing but their kind) */
+  const MINIMAL: Record<string, object> = { ldap: { uri: 'ldap://127.0.0.1', base: 'dc=example,dc=com', schema: 'rfc2307' } };
   for (const k of SOURCE_KINDS) {
     it(`${k.kind}: the schema rejects unknown keys and another kind`, () => {
-      assert.equal(k.schema.safeParse({ kind: k.kind }).success, true);
-      assert.equal(k.schema.safeParse({ kind: k.kind, bogus: 1 }).success, false);
-      assert.equal(k.schema.safeParse({ kind: 'other' }).success, false);
+      const min = MINIMAL[k.kind] ?? {};
+      assert.equal(k.schema.safeParse({ kind: k.kind, ...min }).success, true);
+      assert.equal(k.schema.safeParse({ kind: k.kind, ...min, bogus: 1 }).success, false);
+      assert.equal(k.schema.safeParse({ ...min, kind: 'other' }).success, false);
     });
   }
 });

@@ -2,9 +2,10 @@
  * `idmapctl policy check`: everything the schema cannot see. Errors refuse the policy (the
  * daemon keeps the old one); warnings are printed. Every finding points at file:line:column.
  */
+import { formatListen, isLoopback, parseListen } from '../../metrics/listen.js';
 import { sidRangeOverlaps } from '../../providers/sid.js';
 import { staticConflicts } from '../../providers/static.js';
-import { KEYRING_INTERFACES, type Interface } from '../../types.js';
+import { HOST_WIDE_INTERFACES, KEYRING_INTERFACES, type Interface } from '../../types.js';
 import { findingAt, type Finding, type LoadedPolicy } from './load.js';
 import { interfacesOf, REQUEST_KEYS, REQUESTER_KEYS, usesRequester } from './match.js';
 import type { MatchConfig, PolicyConfig, ScopeConfig } from './schema.js';
@@ -23,7 +24,18 @@ export function checkPolicy(loaded: LoadedPolicy): Finding[] {
   checkSidRanges(cfg, report);
   scopes.forEach((sc, i) => checkScope(sc, i, report));
   checkReachability(scopes, report);
+  checkMetrics(cfg, report);
   return out;
+}
+
+/** An endpoint off loopback shows lookup counts, scope and source names to anyone who can reach it. */
+function checkMetrics(cfg: PolicyConfig, report: Report): void {
+  const listen = cfg.metrics?.listen;
+  if (listen === undefined) return;
+  const a = parseListen(listen);
+  if (typeof a !== 'string' && !isLoopback(a.host)) {
+    report(['metrics', 'listen'], `the metrics endpoint listens on ${formatListen(a)}, beyond this host: it has no authentication — firewall it, or listen on 127.0.0.1 and scrape through a proxy`, 'warning');
+  }
 }
 
 function checkNames(scopes: readonly ScopeConfig[], report: Report): void {
@@ -70,17 +82,18 @@ function checkSidRanges(cfg: PolicyConfig, report: Report): void {
 
 const pathOf = (p: readonly PropertyKey[]) => p.map((x) => (typeof x === 'number' ? `[${x}]` : `.${String(x)}`)).join('').replace(/^\./, '');
 
-function mayServeKeyring(m: MatchConfig | undefined): boolean {
+function mayServe(m: MatchConfig | undefined, which: readonly Interface[]): boolean {
   const ifaces = interfacesOf(m);
-  return !ifaces || ifaces.some((i) => KEYRING_INTERFACES.includes(i));
+  return !ifaces || ifaces.some((i) => which.includes(i));
 }
+const mayServeKeyring = (m: MatchConfig | undefined) => mayServe(m, KEYRING_INTERFACES);
 
 function checkScope(sc: ScopeConfig, i: number, report: Report): void {
   const m = sc.match;
-  if (usesRequester(m) && mayServeKeyring(m)) {
+  if (usesRequester(m) && mayServe(m, HOST_WIDE_INTERFACES)) {
     const keys = REQUESTER_KEYS.filter((k) => m?.[k] !== undefined).join(', ');
-    report(['scopes', i, 'match'], `matches on the requester (${keys}) but may answer keyring requests, whose answers are host-wide: ` +
-      `set match.interface to pipefs/nfsd/admin, or select keyring requests by idRange/domain/sidDomain (DESIGN.md "Which context may choose a scope")`);
+    report(['scopes', i, 'match'], `matches on the requester (${keys}) but may answer keyring or pipefs requests, whose answers the kernel caches host-wide: ` +
+      `set match.interface to nfsd/admin, or select those requests by idRange/domain/sidDomain (DESIGN.md "Which context may choose a scope")`);
   }
   if (sc.ids === 'container' && mayServeKeyring(m) && !interfacesOf(m)) {
     report(['scopes', i, 'ids'], 'ids: container has no effect on keyring answers (the kernel reads them in the init namespace)', 'warning');

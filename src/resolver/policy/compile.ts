@@ -8,6 +8,8 @@ import type { Logger } from '../../log.js';
 import { sourceKind } from '../../providers/registry.js';
 import type { Source } from '../../providers/source.js';
 import type { IdMapRange, Interface } from '../../types.js';
+import { DEFAULT_AUDIT_INTERVAL, DEFAULT_AUDIT_MAX_KEYS } from '../../audit.js';
+import { DEFAULT_METRICS_PORT, parseListen, type ListenAddress } from '../../metrics/listen.js';
 import { hostDomain } from './domain.js';
 import { compileMatch, type Matcher } from './match.js';
 import type { PolicyConfig, ScopeConfig } from './schema.js';
@@ -58,6 +60,9 @@ export interface CompiledPolicy {
   readonly sources: ReadonlyMap<string, Source>;
   readonly cache: { readonly path?: string; readonly memoryEntries?: number; readonly maxStale: number };
   readonly daemon: { readonly socket?: string; readonly adminGroup?: string | number; readonly logLevel?: 'error' | 'warn' | 'info' | 'debug' };
+  /** the Prometheus endpoint; undefined: off */
+  readonly metrics?: ListenAddress;
+  readonly audit: { readonly interval: number; readonly maxKeys: number };
   readonly config: PolicyConfig;
 }
 
@@ -137,6 +142,12 @@ function compileScope(sc: ScopeConfig, index: number, cfg: PolicyConfig, domain:
   };
 }
 
+function compileListen(listen: string | number | undefined): ListenAddress {
+  const a = parseListen(listen ?? DEFAULT_METRICS_PORT);
+  if (typeof a === 'string') throw new NsidmapError('NSIDMAP_EPOLICY_SCHEMA', `metrics.listen: ${a}`);
+  return a;
+}
+
 export function compilePolicy(cfg: PolicyConfig, opts: CompileOptions): CompiledPolicy {
   const domain = (cfg.domain ?? (opts.hostDomain ?? hostDomain)()).toLowerCase();
   const sources = createSources(cfg, opts);
@@ -149,6 +160,8 @@ export function compilePolicy(cfg: PolicyConfig, opts: CompileOptions): Compiled
     sources,
     cache: { path: cfg.cache?.path, memoryEntries: cfg.cache?.memoryEntries, maxStale: cfg.cache?.maxStale ?? DEFAULT_MAX_STALE },
     daemon: { socket: cfg.daemon?.socket, adminGroup: cfg.daemon?.adminGroup, logLevel: cfg.daemon?.logLevel },
+    metrics: cfg.metrics ? compileListen(cfg.metrics.listen) : undefined,
+    audit: { interval: cfg.audit?.interval ?? DEFAULT_AUDIT_INTERVAL, maxKeys: cfg.audit?.maxKeys ?? DEFAULT_AUDIT_MAX_KEYS },
     config: cfg,
   };
 }

@@ -104,7 +104,9 @@ function zodFindings(src: PolicySource, issues: readonly z.core.$ZodIssue[], pre
  * branch that got furthest, at its own position (a bad SID deep in a provider block points there).
  */
 function unionFindings(src: PolicySource, issue: z.core.$ZodIssueInvalidUnion, path: readonly PropertyKey[]): Finding[] {
-  const best = issue.errors.reduce((a, b) => (b.length < a.length ? b : a));
+  // a provider block names its branch by `kind`: the branches of other kinds are not what was meant
+  const ofKind = issue.errors.filter((b) => !b.some((i) => i.path.length === 1 && i.path[0] === 'kind'));
+  const best = (ofKind.length > 0 ? ofKind : issue.errors).reduce((a, b) => (b.length < a.length ? b : a));
   const first = best[0];
   return first ? zodFindings(src, [first], path) : [findingAt(src, path, issue.message)];
 }

@@ -4,10 +4,12 @@
  *   that names any of them takes only requests that carry a property it names, and that fit —
  *   so `{ idRange, domain }` takes ids in the range and names in the domain, and no SIDs.
  * - requester properties (container, runtime, cgroup, netns, userns, authDomain): who asked.
- *   Keyring answers are host-wide (PROTOCOLS.md §2, §5), so these never select a scope for a
- *   keyring request; `policy check` rejects a scope that could apply to keyrings and uses them.
+ *   Keyring answers are host-wide (PROTOCOLS.md §2, §5), and so are rpc_pipefs answers (the
+ *   kernel keeps them as `id_legacy` keys in the same host-wide keyring), so these never select
+ *   a scope for a keyring or pipefs request; `policy check` rejects a scope that could apply to
+ *   those interfaces and uses them. Only nfsd's caches are per network namespace.
  */
-import { KEYRING_INTERFACES, type Context, type IdMapRange, type Interface, type Request } from '../../types.js';
+import { HOST_WIDE_INTERFACES, type Context, type IdMapRange, type Interface, type Request } from '../../types.js';
 import { splitRid } from '../../sid.js';
 import type { MatchConfig } from './schema.js';
 
@@ -125,7 +127,7 @@ export function compileMatch(m: MatchConfig | undefined): Matcher {
   return (req, ctx) => {
     if (ifaces && !ifaces.includes(ctx.iface)) return false;
     if (!requestFits(c, req)) return false;
-    if (requester && KEYRING_INTERFACES.includes(ctx.iface)) return false;
+    if (requester && HOST_WIDE_INTERFACES.includes(ctx.iface)) return false;
     return !requester || requesterFits(m, c, ctx);
   };
 }

@@ -8,6 +8,8 @@ import { INTERFACES } from '../../types.js';
 import { parseSid } from '../../sid.js';
 import { SOURCE_KINDS } from '../../providers/registry.js';
 import { sidRangeSchema, sidUnixSchema } from '../../providers/sid.js';
+import { CLIENT_ID_MAX, CLIENTID_FROM, UNSET } from '../../ns/clientid.js';
+import { parseListen } from '../../metrics/listen.js';
 
 const ID_MAX = 0xfffffffe;
 
@@ -21,6 +23,9 @@ export const Duration = z
     const mult = unit === 'm' ? 60 : unit === 'h' ? 3600 : unit === 'd' ? 86400 : 1;
     return n * mult;
   });
+
+/** A TTL: a duration of at least one second. */
+const Ttl = Duration.refine((s) => s >= 1, 'a TTL must be at least 1 second (a key timeout of 0 never expires)');
 
 export const Id = z.number().int().min(0).max(ID_MAX);
 const IdOrName = z.union([Id, z.string().min(1)]);
@@ -93,7 +98,8 @@ export const Scope = z.strictObject({
   /** `squash`: uid/gid 0 and root@… ↔ nobody */
   root: z.enum(['squash', 'allow']).optional(),
   nobody: z.strictObject({ user: IdOrName.optional(), group: IdOrName.optional() }).optional(),
-  ttl: z.strictObject({ positive: Duration.optional(), negative: Duration.optional() }).optional(),
+  /** ≥ 1 s: these become kernel key timeouts, where 0 would mean "never expires" */
+  ttl: z.strictObject({ positive: Ttl.optional(), negative: Ttl.optional() }).optional(),
   /** what a lookup that nothing maps answers (default: as the replaced tool did, per interface) */
   unmapped: z.strictObject({ toId: Unmapped.optional(), toName: Unmapped.optional(), toSid: Unmapped.optional() }).optional(),
   /** algorithmic SID ranges for this scope (an implicit `sid` source at the end of the chain) */
@@ -105,6 +111,57 @@ export type ScopeConfig = z.infer<typeof Scope>;
 export type ProviderConfig = { kind: string } & Record<string, unknown>;
 const providerSchemas = SOURCE_KINDS.map((k) => k.schema) as unknown as [z.ZodType<ProviderConfig>, ...z.ZodType<ProviderConfig>[]];
 export const Provider = z.union(providerSchemas);
+
+/** An NFSv4 client identifier: printable ASCII, at most the 63 bytes the kernel puts on the wire. */
+const ClientIdValue = z
+  .string()
+  .regex(new RegExp(`^[\\x21-\\x7e]{1,${CLIENT_ID_MAX}}$`), `1 to ${CLIENT_ID_MAX} printable ASCII characters, no spaces`)
+  .refine((v) => v !== UNSET, `"${UNSET}" is what the kernel shows when no identifier is set`);
+
+const ClientIdFrom = z.enum(CLIENTID_FROM, {
+  error: 'machine-id, random or off (a fixed value belongs under `namespaces`: one value for every namespace would make them all one NFS client)',
+});
+
+/** How one namespace key gets its identifier. */
+export const ClientIdRule = z.discriminatedUnion('from', [
+  z.strictObject({ from: z.literal('fixed'), value: ClientIdValue }),
+  z.strictObject({ from: ClientIdFrom }),
+]);
+
+export const ClientId = z
+  .strictObject({
+    /** how a namespace without an entry below gets its identifier the first time it is seen */
+    from: ClientIdFrom.optional(),
+    /** per namespace key (`host`, a container id, `ipnetns:NAME`), as `idmapctl clientid list` shows them */
+    namespaces: z.record(z.string().min(1), ClientIdRule).optional(),
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Map<string, string>();
+    for (const [key, rule] of Object.entries(c.namespaces ?? {})) {
+      if (rule.from !== 'fixed') continue;
+      const other = seen.get(rule.value);
+      if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['namespaces', key, 'value'], message: `the same value as ${other}: two namespaces must not present one NFSv4 client` });
+      else seen.set(rule.value, key);
+    }
+  });
+
+/** `[HOST:]PORT`; loopback when no host is given (src/metrics/listen.ts) */
+const Listen = z.union([z.number().int().min(0).max(65535), z.string().regex(/^(?:(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]*):)?[0-9]{1,5}$/, '[HOST:]PORT, e.g. 127.0.0.1:9851, [::1]:9851 or :9851')]).superRefine((v, ctx) => {
+  const r = parseListen(v);
+  if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+});
+
+export const Metrics = z.strictObject({
+  /** where the Prometheus endpoint listens (default 127.0.0.1:9851) */
+  listen: Listen.optional(),
+});
+
+export const AuditConfig = z.strictObject({
+  /** each key (kind, interface, scope, query) is logged at most once per interval */
+  interval: Duration.refine((s) => s >= 1, 'at least 1 second').optional(),
+  /** distinct keys remembered; past it, new keys are counted, not logged one by one */
+  maxKeys: z.number().int().min(1).max(1_000_000).optional(),
+});
 
 export const Policy = z.strictObject({
   /** schema version of this file */
@@ -131,6 +188,12 @@ export const Policy = z.strictObject({
       logLevel: z.enum(['error', 'warn', 'info', 'debug']).optional(),
     })
     .optional(),
+  /** NFSv4 client identifiers per network namespace (PROTOCOLS.md §6) */
+  clientid: ClientId.optional(),
+  /** the Prometheus endpoint (docs/metrics.md): off unless this block is given */
+  metrics: Metrics.optional(),
+  /** the audit trail's rate limit (nobody, squashed, unmappable, refused: one line per key and interval) */
+  audit: AuditConfig.optional(),
   /** `idmapctl policy test` cases may live beside the policy too */
 });
 export type PolicyConfig = z.infer<typeof Policy>;

@@ -39,11 +39,16 @@ const Upcall = z.strictObject({
   descriptionHex: z.string().regex(/^([0-9a-fA-F]{2}){1,4096}$/),
   pid: z.number().int().positive().optional(),
 });
-const Simple = z.strictObject({ id: z.number().int(), op: z.enum(['ping', 'status', 'reload', 'cache.stats']) });
+const Simple = z.strictObject({ id: z.number().int(), op: z.enum(['ping', 'status', 'reload', 'cache.stats', 'stats']) });
 const CacheList = z.strictObject({ id: z.number().int(), op: z.literal('cache.list'), scope: z.string().optional(), prefix: z.string().optional(), limit: z.number().int().positive().max(1_000_000).optional() });
 const CacheFlush = z.strictObject({ id: z.number().int(), op: z.literal('cache.flush'), scope: z.string().optional(), key: z.string().optional() });
 
-export const AdminRequest = z.discriminatedUnion('op', [Resolve, Upcall, Simple, CacheList, CacheFlush]);
+/** NFSv4 client identifiers per namespace key (idmapctl clientid): list, show one, set/import one. */
+const ClientIdList = z.strictObject({ id: z.number().int(), op: z.literal('clientid.list') });
+const ClientIdShow = z.strictObject({ id: z.number().int(), op: z.literal('clientid.show'), key: z.string().min(1).max(256) });
+const ClientIdSet = z.strictObject({ id: z.number().int(), op: z.literal('clientid.set'), key: z.string().min(1).max(256), identifier: z.string().max(256), source: z.enum(['set', 'import']) });
+
+export const AdminRequest = z.discriminatedUnion('op', [Resolve, Upcall, Simple, CacheList, CacheFlush, ClientIdList, ClientIdShow, ClientIdSet]);
 export type AdminRequest = z.infer<typeof AdminRequest>;
 export type AdminOp = AdminRequest['op'];
 

@@ -73,14 +73,16 @@ export function readProcKeys(path = '/proc/keys'): Map<number, ProcKeysLine> {
   return keys;
 }
 
+/** /proc/keys flags of a key on its way out: revoked (R), dead (D), invalidated (i). */
+const GOING = /[RDi]/;
+
 /**
  * The serial of the live keyring called `name`, or undefined. A keyring's /proc/keys text is its
  * description then `: <number of links>` or `: empty` (security/keys/keyring.c keyring_describe).
  */
 export function findKeyring(procKeys: ReadonlyMap<number, ProcKeysLine>, name: string): number | undefined {
   for (const k of procKeys.values()) {
-    if (k.type !== 'keyring' || !k.flags.startsWith('I')) continue;
-    if (/[RDi]/.test(k.flags)) continue; // revoked, dead or invalidated: going away
+    if (k.type !== 'keyring' || !k.flags.startsWith('I') || GOING.test(k.flags)) continue;
     if (k.summary === name || k.summary.startsWith(`${name}: `)) return k.serial;
   }
   return undefined;
@@ -131,9 +133,12 @@ function describeKey(serial: number): { type: string; description: string } | un
 export function listCachedKeys(ring: CacheKeyring, ringSerial: number, procKeys: ReadonlyMap<number, ProcKeysLine>, withValues: boolean): CachedKey[] {
   const out: CachedKey[] = [];
   for (const serial of keyctl.listKeyring(ringSerial)) {
+    const proc = procKeys.get(serial);
+    // Invalidated, revoked or dead keys answer nothing (request_key skips them) and the garbage
+    // collector unlinks them shortly: not cached answers any more.
+    if (proc && GOING.test(proc.flags)) continue;
     const d = describeKey(serial);
     if (!d) continue;
-    const proc = procKeys.get(serial);
     const negative = proc?.flags[5] === 'N';
     const base = { serial, type: d.type, description: d.description, negative, ...(proc ? { expires: proc.expiry } : {}) };
     out.push(withValues ? { ...base, ...readValue(ring, d.description, serial) } : { ...base, value: null });

@@ -199,8 +199,16 @@ function readInto(op: number, what: string, serial: number, initial: number): Bu
 
 /** KEYCTL_DESCRIBE text, `type;uid;gid;perm;description`, without the trailing NUL. */
 export function describe(serial: number): string {
-  const text = readInto(OP.DESCRIBE, `describe(${serial})`, serial, 256).toString('utf8');
-  return text.endsWith('\0') ? text.slice(0, -1) : text;
+  return describeBytes(serial).toString('utf8');
+}
+
+/**
+ * KEYCTL_DESCRIBE as the kernel's bytes, without the trailing NUL: a key description need not be
+ * UTF-8, and decoding it with replacement characters could make two descriptions look alike.
+ */
+export function describeBytes(serial: number): Buffer {
+  const buf = readInto(OP.DESCRIBE, `describe(${serial})`, serial, 256);
+  return buf.length > 0 && buf[buf.length - 1] === 0 ? buf.subarray(0, -1) : buf;
 }
 
 /** The payload of a key (for a keyring: its links as native-endian 32-bit serials). */

@@ -1,0 +1,288 @@
+/**
+ * NfsdResponder against the simulated kernel side of nfsd's idmap caches
+ * (test/sim/kernel-nfsd.ts): channel and flush files under a temp dir, request lines as nfsd
+ * writes them, every reply parsed as idtoname_parse / nametoid_parse parse it — and held to
+ * the canonical form, the right key and a future expiry.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { NfsdResponder, type NfsdBase } from '../../src/responders/nfsd/listener.js';
+import { compile, testEnv, until, type PolicyInput, type TestEnv } from '../sim/env.js';
+import { SimNfsd, type NfsdResult } from '../sim/kernel-nfsd.js';
+import { CAPTURED_NFSD } from '../fixtures/nfsd/captures.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nsidmap-nfsd-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+
+const DIRECTORY = {
+  kind: 'static' as const,
+  users: { root: 0, alice: 2001, bob: 2002, carol: 2003, nobody: 65534 },
+  groups: { root: 0, staff2: 3001, bob: 2002, carol: 2003, nogroup: 65534 },
+};
+const POLICY: PolicyInput = { domain: 'vmtest.example', providers: { dir: DIRECTORY }, scopes: [{ name: 'host', providers: ['dir'], root: 'allow' }] };
+
+interface Rig {
+  readonly sim: SimNfsd;
+  readonly responder: NfsdResponder;
+  readonly t: TestEnv;
+  readonly clock: { ms: number };
+  stop(): Promise<void>;
+}
+
+async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number } = {}): Promise<Rig> {
+  const dir = join(work, `ns${n++}`);
+  const clock = { ms: 1_795_966_710_000 };
+  const now = () => clock.ms;
+  const sim = new SimNfsd(dir, { now });
+  if (opts.init !== false) await sim.init();
+  const t = testEnv(opts.policy ?? POLICY, { now });
+  const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20 });
+  await responder.start(t.env);
+  return { sim, responder, t, clock, stop: () => responder.stop() };
+}
+
+const positive = (r: NfsdResult): number | string => {
+  assert.equal(r.kind, 'positive', JSON.stringify(r));
+  return r.kind === 'positive' ? r.value : -1;
+};
+
+function assertClean(sim: SimNfsd): void {
+  assert.ok(sim.clean(), `the kernel would not take every reply: ${JSON.stringify(sim.failures.slice(0, 3))}`);
+}
+
+describe('NfsdResponder: channels', () => {
+  it('holds both channels open from start, before any request (nfsd fails upcalls otherwise)', async () => {
+    const r = await rig();
+    try {
+      assert.equal(r.sim.openWriters('idtoname'), 1);
+      assert.equal(r.sim.openWriters('nametoid'), 1);
+      assert.deepEqual(r.responder.status().detail.map((d) => d['state']), ['open', 'open']);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('opens channels that appear after start (nfsd started later in that namespace)', async () => {
+    const r = await rig({ init: false });
+    try {
+      assert.deepEqual(r.responder.status().detail.map((d) => d['state']), ['waiting', 'waiting']);
+      await r.sim.init();
+      await until(() => r.sim.openWriters('idtoname') === 1 && r.sim.openWriters('nametoid') === 1, 'the channels to be opened');
+      assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 2001)), 'alice@vmtest.example');
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('after stop() nfsd still counts the listener for 30 s, then fails upcalls', async () => {
+    const r = await rig();
+    await r.stop();
+    assert.equal(r.sim.openWriters('idtoname'), 0);
+    assert.equal(r.sim.hasListener('idtoname'), true);
+    r.clock.ms += 31_000;
+    const res = await r.sim.request('idtoname', '*', 'user', 2001);
+    assert.equal(res.kind, 'failed');
+  });
+});
+
+describe('NfsdResponder: the captured exchanges', () => {
+  it('writes the very reply lines the real nfsd accepted, for every request the stand-in answered', async () => {
+    const r = await rig();
+    try {
+      for (const c of CAPTURED_NFSD) {
+        if (c.value === undefined) continue;
+        r.clock.ms = (c.expiry - 600) * 1000 + 400; // the captured expiry is now + 600
+        const res = await r.sim.requestRaw(c.cache, c.request);
+        assert.equal(positive(res), c.value);
+        assert.equal(r.sim.replies.at(-1)!.line, c.reply.toString('latin1'));
+      }
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('answers the ones the stand-in refused as rpc.idmapd would: an unknown id → nobody, and the kernel takes it', async () => {
+    const r = await rig();
+    try {
+      const unknown = CAPTURED_NFSD.filter((c) => c.value === undefined && c.cache === 'idtoname');
+      assert.ok(unknown.length > 0);
+      for (const c of unknown) {
+        const v = positive(await r.sim.requestRaw(c.cache, c.request));
+        assert.match(String(v), /^no(body|group)@vmtest\.example$/);
+      }
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('NfsdResponder: answers', () => {
+  it('an unknown name stays negative (a chown must not become nobody); expiry is now + the negative TTL', async () => {
+    const r = await rig();
+    try {
+      const res = await r.sim.request('nametoid', '*', 'user', 'mallory@vmtest.example');
+      assert.deepEqual(res, { kind: 'negative', expiry: Math.floor(r.clock.ms / 1000) + 60 });
+      const ok = await r.sim.request('nametoid', '*', 'group', 'staff2@vmtest.example');
+      assert.deepEqual(ok, { kind: 'positive', value: 3001, expiry: Math.floor(r.clock.ms / 1000) + 600 });
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('puts the client auth domain into the Context: a scope per client', async () => {
+    const policy: PolicyInput = {
+      domain: 'example.com',
+      providers: { dir: DIRECTORY },
+      scopes: [
+        { name: 'krb', match: { interface: 'nfsd', authDomain: 'gss/*' }, domain: 'krb.example', providers: ['dir'] },
+        { name: 'host', providers: ['dir'] },
+      ],
+    };
+    const r = await rig({ policy });
+    try {
+      assert.equal(positive(await r.sim.request('idtoname', 'gss/krb5', 'user', 2002)), 'bob@krb.example');
+      assert.equal(positive(await r.sim.request('idtoname', '10.0.0.7', 'user', 2002)), 'bob@example.com');
+      assert.equal(positive(await r.sim.request('nametoid', 'gss/krb5', 'user', 'bob@krb.example')), 2002);
+      assert.equal((await r.sim.request('nametoid', '10.0.0.7', 'user', 'bob@krb.example')).kind, 'negative', 'krb.example is not the host scope\'s domain');
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('quotes what needs quoting, both ways: an auth domain and a name with spaces and a backslash', async () => {
+    const policy: PolicyInput = { domain: 'example.com', providers: { dir: { kind: 'static', users: { 'j doe\\x': 4001 }, groups: { 'domain users': 513 } } }, scopes: [{ name: 'host', providers: ['dir'] }] };
+    const r = await rig({ policy });
+    try {
+      assert.equal(positive(await r.sim.request('nametoid', 'my client', 'user', 'j doe\\x@example.com')), 4001);
+      assert.equal(positive(await r.sim.request('idtoname', 'tab\tclient', 'group', 513)), 'domain users@example.com');
+      assert.ok(r.sim.replies.some((x) => x.line.startsWith('my\\040client user j\\040doe\\134x@example.com ')));
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('a name or id the kernel cannot hold is answered negatively, never truncated', async () => {
+    const long = 'x'.repeat(120);
+    const policy: PolicyInput = { domain: 'a-long-domain.example', providers: { dir: { kind: 'static', users: { [long]: 7000 } } }, scopes: [{ name: 'host', providers: ['dir'] }] };
+    const r = await rig({ policy });
+    try {
+      assert.equal((await r.sim.request('idtoname', '*', 'user', 7000)).kind, 'negative');
+      assert.equal(r.t.events('nfsd.unencodable').length, 1);
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('NfsdResponder: hostile input', () => {
+  it('a malformed request with a readable key is answered negatively and logged', async () => {
+    const r = await rig();
+    try {
+      const res = await r.sim.requestRaw('idtoname', Buffer.from('* user 4294967295\n'));
+      assert.equal(res.kind, 'negative');
+      const bad = await r.sim.requestRaw('nametoid', Buffer.from('* group \xff\xfe@vmtest.example\n', 'latin1'));
+      assert.equal(bad.kind, 'negative');
+      assert.equal(r.t.events('nfsd.malformed').length, 2);
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('a request with no readable key is logged and dropped; the channel goes on serving', async () => {
+    const r = await rig();
+    try {
+      for (const line of ['garbage\n', '* user\n', '* user 1 2 3\n', '* user a\\b\n', 'no newline']) void r.sim.requestRaw('idtoname', Buffer.from(line));
+      await until(() => r.responder.status().detail[0]!['dropped'] === 5, 'five requests dropped');
+      assert.equal(r.t.events('nfsd.malformed').length, 5);
+      assert.equal(positive(await r.sim.request('idtoname', '*', 'group', 3001)), 'staff2@vmtest.example');
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('NfsdResponder: flush', () => {
+  it('after a reload, flushKernelCaches() empties both caches and the next requests get the new answers', async () => {
+    const r = await rig();
+    try {
+      assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 2001)), 'alice@vmtest.example');
+      assert.equal(positive(await r.sim.request('nametoid', '*', 'user', 'alice@vmtest.example')), 2001);
+      const upcalls = r.sim.counters.upcalls;
+      assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 2001)), 'alice@vmtest.example');
+      assert.equal(r.sim.counters.upcalls, upcalls, 'answered from the kernel cache');
+
+      // a new scope name: the resolver keys its own cache by scope, so nothing old is served
+      r.t.resolver.setPolicy(compile({ domain: 'new.example', providers: { dir: { ...DIRECTORY, users: { alice: 5001 } } }, scopes: [{ name: 'v2', providers: ['dir'] }] }));
+      await r.responder.flushKernelCaches();
+      const sec = Math.floor(r.clock.ms / 1000);
+      assert.deepEqual(r.sim.flushes, [
+        { cache: 'idtoname', text: `${sec}\n` },
+        { cache: 'nametoid', text: `${sec}\n` },
+      ]);
+      assert.equal(r.sim.cached('idtoname') + r.sim.cached('nametoid'), 0);
+      r.clock.ms += 1000;
+      assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 5001)), 'alice@new.example');
+      assert.equal(positive(await r.sim.request('nametoid', '*', 'user', 'alice@new.example')), 5001);
+      assert.deepEqual(r.responder.status().detail.map((d) => d['flushes']), [1, 1]);
+      assertClean(r.sim);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('a flush where nfsd is not running is a quiet no-op', async () => {
+    const r = await rig({ init: false });
+    try {
+      await r.responder.flushKernelCaches();
+      assert.deepEqual(r.responder.status().detail.map((d) => [d['flushes'], d['lastError']]), [[0, undefined], [0, undefined]]);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('NfsdResponder: many requests at once', () => {
+  it('answers 400 concurrent requests from 4 clients, each with its own key, none crossed', async () => {
+    const users: Record<string, number> = {};
+    for (let i = 0; i < 100; i++) users[`u${i}`] = 20_000 + i;
+    const policy: PolicyInput = {
+      domain: 'example.com',
+      providers: { dir: { kind: 'static', users, groups: users } },
+      scopes: [
+        { name: 'c0', match: { interface: 'nfsd', authDomain: '10.0.0.0' }, domain: 'c0.example', providers: ['dir'] },
+        { name: 'c1', match: { interface: 'nfsd', authDomain: '10.0.0.1' }, domain: 'c1.example', providers: ['dir'] },
+        { name: 'other', providers: ['dir'] },
+      ],
+    };
+    const r = await rig({ policy });
+    try {
+      const jobs: Promise<void>[] = [];
+      for (let i = 0; i < 400; i++) {
+        const client = i % 4;
+        const auth = `10.0.0.${client}`;
+        const domain = client < 2 ? `c${client}.example` : 'example.com';
+        const u = i % 100;
+        const type = i % 3 === 0 ? 'group' : 'user';
+        if (i % 2 === 0) jobs.push(r.sim.request('idtoname', auth, type, 20_000 + u).then((res) => assert.equal(positive(res), `u${u}@${domain}`, `#${i}`)));
+        else jobs.push(r.sim.request('nametoid', auth, type, `u${u}@${domain}`).then((res) => assert.equal(positive(res), 20_000 + u, `#${i}`)));
+      }
+      await Promise.all(jobs);
+      assertClean(r.sim);
+      assert.equal(r.sim.counters.negative, 0);
+    } finally {
+      await r.stop();
+    }
+  });
+});

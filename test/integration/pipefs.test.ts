@@ -1,0 +1,340 @@
+/**
+ * PipefsResponder against the simulated kernel side of rpc_pipefs (test/sim/kernel-pipefs.ts):
+ * real directories and files under a temp root, so the directory watching runs for real; the
+ * pipe itself is the simulation, which enforces every check idmap_pipe_downcall() makes.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { endianness, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { PipefsResponder, type PipefsBase, type PipefsOptions } from '../../src/responders/pipefs/listener.js';
+import { staticKind } from '../../src/providers/static.js';
+import { silentLogger } from '../../src/log.js';
+import { CAPTURED_PIPE } from '../fixtures/pipefs/captures.js';
+import { deferred, GateSource, testEnv, until, type PolicyInput, type TestEnv } from '../sim/env.js';
+import { SimLegacyKeyring, SimPipefs, type UpcallResult } from '../sim/kernel-pipefs.js';
+
+const work = mkdtempSync(join(tmpdir(), 'nsidmap-pipefs-'));
+after(() => rmSync(work, { recursive: true, force: true }));
+let n = 0;
+
+const DIRECTORY = {
+  kind: 'static' as const,
+  users: { root: 0, alice: 2001, bob: 2002, carol: 2003, nobody: 65534 },
+  groups: { root: 0, staff2: 3001, bob: 2002, carol: 2003, nogroup: 65534 },
+};
+
+const POLICY: PolicyInput = {
+  domain: 'vmtest.example',
+  providers: { dir: DIRECTORY },
+  scopes: [{ name: 'host', providers: ['dir'] }],
+};
+
+interface Rig {
+  readonly sim: SimPipefs;
+  readonly responder: PipefsResponder;
+  readonly t: TestEnv;
+  /** every client the rig made */
+  readonly clnt: string;
+  stop(): Promise<void>;
+}
+
+async function rig(opts: { policy?: PolicyInput; base?: PipefsBase; options?: PipefsOptions; t?: TestEnv; idmap?: boolean } = {}): Promise<Rig> {
+  const root = join(work, `m${n++}`);
+  const sim = await new SimPipefs(root).init();
+  const clnt = await sim.addClient({ idmap: opts.idmap });
+  const t = opts.t ?? testEnv(opts.policy ?? POLICY);
+  const responder = new PipefsResponder(root, opts.base ?? {}, { openChannel: sim.openChannel, rescanMs: 0, reopenMs: 10, ...opts.options });
+  await responder.start(t.env);
+  if (opts.idmap !== false) await sim.waitForReader(clnt);
+  return { sim, responder, t, clnt, stop: () => responder.stop() };
+}
+
+function instantiated(r: UpcallResult): number | string {
+  assert.equal(r.kind, 'instantiated', JSON.stringify(r));
+  return r.kind === 'instantiated' ? r.value : -1;
+}
+
+describe('PipefsResponder: the captured upcalls', { skip: endianness() !== 'LE' && 'captures are little-endian' }, () => {
+  it('the simulation accepts exactly the replies the real kernel accepted', () => {
+    const sim = new SimPipefs(work, { endian: 'LE' });
+    for (const c of CAPTURED_PIPE) assert.equal(sim.downcall(c.raw, c.reply).kind, 'instantiated');
+  });
+
+  it('answers every captured upcall with the reply bytes the real kernel took', async () => {
+    const r = await rig();
+    try {
+      for (const c of CAPTURED_PIPE) {
+        const res = await r.sim.upcallRaw(r.clnt, c.raw);
+        assert.equal(instantiated(res), c.conv === 1 ? c.replyId : c.replyName);
+        assert.equal(r.sim.replies.at(-1)!.bytes.toString('hex'), c.reply.toString('hex'));
+      }
+      assert.equal(r.sim.counters.rejected, 0);
+      const st = r.responder.status().detail[0]!;
+      assert.equal(st['served'], CAPTURED_PIPE.length);
+      assert.equal(st['mapped'], CAPTURED_PIPE.length);
+      assert.equal(st['state'], 'open');
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('PipefsResponder: answers as rpc.idmapd would', () => {
+  it('an unknown name answers SUCCESS + the nobody id, an unknown id SUCCESS + the nobody name', async () => {
+    const r = await rig();
+    try {
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'mallory@vmtest.example' })), 65534);
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'group', conv: 'name-to-id', name: 'ghosts@vmtest.example' })), 65534);
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 4242 })), 'nobody@vmtest.example');
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'group', conv: 'id-to-name', id: 4242 })), 'nogroup@vmtest.example');
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@other.example' })), 65534, 'a foreign domain is nobody too');
+      const st = r.responder.status().detail[0]!;
+      assert.equal(st['nobody'], 5);
+      assert.equal(st['negative'], 0);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('a scope that answers negatively gets a failure reply: the kernel negates the key, the ENOKEY is expected', async () => {
+    const policy: PolicyInput = { ...POLICY, scopes: [{ name: 'strict', providers: ['dir'], unmapped: { toId: 'negative', toName: 'negative' } }] };
+    const r = await rig({ policy });
+    try {
+      const res = await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'mallory@vmtest.example' });
+      assert.equal(res.kind, 'negated');
+      assert.ok(res.kind === 'negated' && res.requested && res.errno === 'ENOKEY', JSON.stringify(res));
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
+      const st = r.responder.status().detail[0]!;
+      assert.deepEqual([st['negative'], st['rejected'], st['lastError']], [1, 0, undefined]);
+      assert.equal(r.sim.counters.rejected, 0);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('resolves with the base Context of its namespace: iface pipefs, the mount, the container', async () => {
+    // A container scope never takes a pipe request (the kernel caches pipe answers host-wide),
+    // so the context is checked by what the responder hands the resolver, not by scope choice.
+    const policy: PolicyInput = {
+      domain: 'example.com',
+      providers: { dir: DIRECTORY },
+      scopes: [
+        { name: 'tenant-a', match: { interface: 'nfsd', container: 'tenant-a*' }, domain: 'a.example', providers: ['dir'] },
+        { name: 'pipes', match: { interface: 'pipefs' }, domain: 'pipes.example', providers: ['dir'] },
+        { name: 'host', providers: ['dir'] },
+      ],
+    };
+    const r = await rig({ policy, base: { container: { id: 'tenant-a-0123', runtime: 'docker' }, netns: { inode: 4026532999, isInit: false } } });
+    try {
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 2001 })), 'alice@pipes.example');
+      assert.deepEqual(r.responder.context.container, { id: 'tenant-a-0123', runtime: 'docker' });
+      assert.equal(r.responder.context.pipefs, r.sim.root);
+      assert.equal(r.responder.context.iface, 'pipefs');
+      const st = r.responder.status().detail[0]!;
+      assert.equal(st['container'], 'tenant-a-0123');
+      assert.equal(st['netns'], 4026532999);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('PipefsResponder: clnt directories and pipes coming and going', () => {
+  it('opens an idmap pipe that appears after its directory', async () => {
+    const r = await rig({ idmap: false });
+    try {
+      await until(() => r.responder.status().detail[0]?.['state'] === 'waiting', 'the client to be seen');
+      assert.equal(r.sim.readers(r.clnt), 0);
+      await r.sim.createPipe(r.clnt);
+      await r.sim.waitForReader(r.clnt);
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'carol@vmtest.example' })), 2003);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('picks up a clnt directory made after start from the watch alone (no rescan)', async () => {
+    const r = await rig();
+    try {
+      const second = await r.sim.addClient();
+      await r.sim.waitForReader(second);
+      assert.equal(instantiated(await r.sim.upcall(second, { type: 'group', conv: 'id-to-name', id: 3001 })), 'staff2@vmtest.example');
+      assert.equal(r.responder.status().detail.length, 2);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('finds clients by periodic rescan when the watch is not there to tell', async () => {
+    const root = join(work, `m${n++}`);
+    const sim = new SimPipefs(root); // no nfs/ yet: the responder watches the root, then rescans
+    const t = testEnv(POLICY);
+    const responder = new PipefsResponder(root, {}, { openChannel: sim.openChannel, rescanMs: 20 });
+    await responder.start(t.env);
+    try {
+      assert.equal(responder.status().detail[0]?.['state'], 'waiting for nfs/');
+      await sim.init();
+      const c = await sim.addClient();
+      await sim.waitForReader(c);
+      assert.equal(instantiated(await sim.upcall(c, { type: 'user', conv: 'id-to-name', id: 2002 })), 'bob@vmtest.example');
+    } finally {
+      await responder.stop();
+    }
+  });
+
+  it('a clnt directory removed mid-flight fails that upcall, and the responder carries on with the others', async () => {
+    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work, log: silentLogger }));
+    const t = testEnv(POLICY, { replace: { dir: gate } });
+    const r = await rig({ t });
+    const other = await r.sim.addClient();
+    await r.sim.waitForReader(other);
+    try {
+      const hold = deferred();
+      gate.hold = hold.promise;
+      const inflight = r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' });
+      await until(() => gate.calls > 0, 'the upcall to reach the source');
+      await r.sim.removeClient(r.clnt);
+      const res = await inflight;
+      assert.deepEqual([res.kind, res.kind === 'failed' && res.errno], ['failed', 'EPIPE']);
+      gate.hold = undefined;
+      hold.resolve();
+      await until(() => r.responder.status().detail.every((d) => d['clnt'] !== r.clnt), 'the removed client to leave the status');
+      assert.equal(instantiated(await r.sim.upcall(other, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' })), 2001);
+      assert.equal(r.sim.counters.rejected, 0);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('reopens a pipe that was unlinked and made again while its directory stayed', async () => {
+    const r = await rig();
+    try {
+      await r.sim.removePipe(r.clnt);
+      await until(() => r.responder.status().detail[0]?.['state'] === 'waiting', 'the pipe to be let go');
+      await r.sim.createPipe(r.clnt);
+      await r.sim.waitForReader(r.clnt);
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it('stop() closes every pipe (the kernel aborts a pending upcall then)', async () => {
+    const r = await rig();
+    await r.stop();
+    assert.equal(r.sim.readers(r.clnt), 0);
+    const res = await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' });
+    assert.equal(res.kind, 'failed', 'no reader: rpc_queue_upcall fails with EPIPE');
+  });
+});
+
+describe('PipefsResponder: hostile input', () => {
+  const garbage: [string, Buffer][] = [
+    ['im_type 9', Buffer.from([9, 1, 0x61, ...Buffer.alloc(137)])],
+    ['im_conv 5', Buffer.from([0, 5, ...Buffer.alloc(138)])],
+    ['an unterminated name', Buffer.concat([Buffer.from([0, 1]), Buffer.alloc(138, 0x61)])],
+    ['a name that is not UTF-8', Buffer.concat([Buffer.from([0, 1, 0xc3, 0x28]), Buffer.alloc(136)])],
+    ['100 bytes', Buffer.alloc(100, 1)],
+    ['300 bytes', Buffer.alloc(300, 0)],
+  ];
+  for (const [what, bytes] of garbage) {
+    it(`a malformed upcall (${what}) is answered negatively and logged, and the next one is served`, async () => {
+      const r = await rig();
+      try {
+        const res = await r.sim.upcallRaw(r.clnt, bytes);
+        assert.ok(res.kind === 'negated' && res.requested, `want a failure reply, got ${JSON.stringify(res)}`);
+        assert.equal(r.t.events('pipefs.malformed').length, 1);
+        assert.equal(r.responder.status().detail[0]!['malformed'], 1);
+        assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
+        assert.equal(r.sim.counters.rejected, 0);
+      } finally {
+        await r.stop();
+      }
+    });
+  }
+
+  it('a name too long for an IDTONAME reply is a failure reply, never a truncated name', async () => {
+    const long = 'x'.repeat(120);
+    const policy: PolicyInput = { domain: 'a-very-long-domain.example', providers: { dir: { kind: 'static', users: { [long]: 7000 } } }, scopes: [{ name: 'host', providers: ['dir'] }] };
+    const r = await rig({ policy });
+    try {
+      const res = await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 7000 });
+      assert.ok(res.kind === 'negated' && res.requested, JSON.stringify(res));
+      assert.equal(r.t.events('pipefs.unencodable').length, 1);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('PipefsResponder: many clients at once', () => {
+  it('never crosses replies: 12 clients × 25 concurrent upcalls, each answered with its own value', async () => {
+    const users: Record<string, number> = {};
+    for (let i = 0; i < 300; i++) users[`u${i}`] = 10_000 + i;
+    const policy: PolicyInput = { domain: 'many.example', providers: { dir: { kind: 'static', users, groups: users } }, scopes: [{ name: 'host', providers: ['dir'] }] };
+    const r = await rig({ policy });
+    try {
+      const clients = [r.clnt];
+      for (let i = 1; i < 12; i++) clients.push(await r.sim.addClient());
+      for (const c of clients) await r.sim.waitForReader(c);
+      const jobs: Promise<void>[] = [];
+      for (let i = 0; i < 300; i++) {
+        const c = clients[i % clients.length]!;
+        const byName = i % 2 === 0;
+        const type = i % 3 === 0 ? 'group' : 'user';
+        jobs.push(
+          (byName
+            ? r.sim.upcall(c, { type, conv: 'name-to-id', name: `u${i}@many.example` })
+            : r.sim.upcall(c, { type, conv: 'id-to-name', id: 10_000 + i })
+          ).then((res) => assert.equal(instantiated(res), byName ? 10_000 + i : `u${i}@many.example`, `upcall ${i} on ${c}`)),
+        );
+      }
+      await Promise.all(jobs);
+      assert.deepEqual(r.sim.counters, { upcalls: 300, instantiated: 300, negativeReplies: 0, rejected: 0, aborted: 0, noReader: 0, strayWrites: 0 });
+      const served = r.responder.status().detail.reduce((s, d) => s + Number(d['served']), 0);
+      assert.equal(served, 300);
+    } finally {
+      await r.stop();
+    }
+  });
+});
+
+describe('the kernel caches pipe answers host-wide (a fact the policy must live with)', () => {
+  it('an answer given on one namespace\'s pipe is every namespace\'s answer while its id_legacy key lives', async () => {
+    // nfs_idmap_get_key() looks up and nfs_idmap_instantiate() links `id_legacy` keys in the one
+    // `.id_resolver` keyring, by bare description: which pipe answered is not part of the key.
+    const policy: PolicyInput = {
+      domain: 'example.com',
+      providers: { a: { kind: 'static', users: { alice: 1000 } }, b: { kind: 'static', users: { bob: 1000 } } },
+      // container scopes for the pipe would be refused by `policy check` and are skipped by the
+      // resolver: both tenants' pipes are answered by the one host-wide scope
+      scopes: [
+        { name: 'tenant-b', match: { interface: 'nfsd', container: 'tenant-b' }, domain: 'b.example', providers: ['b'] },
+        { name: 'host', domain: 'a.example', providers: ['a'] },
+      ],
+    };
+    const keyring = new SimLegacyKeyring();
+    const t = testEnv(policy);
+    const ns: { sim: SimPipefs; clnt: string; responder: PipefsResponder }[] = [];
+    for (const tenant of ['tenant-a', 'tenant-b']) {
+      const root = join(work, `m${n++}`);
+      const sim = await new SimPipefs(root, { keyring }).init();
+      const clnt = await sim.addClient();
+      const responder = new PipefsResponder(root, { container: { id: tenant, runtime: 'docker' } }, { openChannel: sim.openChannel, rescanMs: 0 });
+      await responder.start(t.env);
+      await sim.waitForReader(clnt);
+      ns.push({ sim, clnt, responder });
+    }
+    try {
+      const [a, b] = ns as [(typeof ns)[0], (typeof ns)[0]];
+      assert.equal(instantiated(await a.sim.upcall(a.clnt, { type: 'user', conv: 'id-to-name', id: 1000 })), 'alice@a.example');
+      const fromB = await b.sim.upcall(b.clnt, { type: 'user', conv: 'id-to-name', id: 1000 });
+      assert.deepEqual([fromB.kind === 'instantiated' && fromB.value, fromB.kind === 'instantiated' && fromB.cached], ['alice@a.example', true], "tenant-b's client reads tenant-a's answer: no upcall reached its pipe");
+      assert.equal(b.responder.status().detail[0]!['served'], 0);
+    } finally {
+      await Promise.all(ns.map((x) => x.responder.stop()));
+    }
+  });
+});
