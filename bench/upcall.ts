@@ -37,69 +37,66 @@
  * dist/keyring/nsidmap-upcall with the daemon's socket. The description pattern in both rules,
  * `uid:nsb*`, is less wild than any `uid:*` rule a test may have installed at the same time, so
  * request-key picks ours (request-key.conf(5): the shortest wildcard skip wins).
+ *
+ * The machinery (idmapd.conf and rules put back, the daemon, the timed lookup, the table) is
+ * bench/lib/requestkey.ts, shared with bench/ldap's side-by-side with nfsidmap's umich_ldap.
  */
-import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
-import { AdminClient } from '../src/responders/admin/client.js';
-import * as keyctl from '../src/responders/keyring/keyctl.js';
-import { KEY_SPEC, KeyctlError } from '../src/responders/keyring/keyctl.js';
+import {
+  acquireMachine,
+  atCleanup,
+  cleanup,
+  DaemonProcess,
+  ensureBuilt,
+  ensureNfsidmap,
+  handleSignals,
+  HELPER,
+  interrupted,
+  median,
+  NFSIDMAP,
+  nfsCommonVersion,
+  printTable,
+  quiet,
+  requestKeyMissing,
+  runPhase,
+  stats,
+  writeIdmapd,
+  type Lookup,
+  type Phase,
+} from './lib/requestkey.js';
 
-const ROOT = new URL('..', import.meta.url).pathname.replace(/\/$/, '');
-const HELPER = join(ROOT, 'dist/keyring/nsidmap-upcall');
-const DAEMON = join(ROOT, 'dist/src/daemon/main.js');
-const NFSIDMAP = '/usr/sbin/nfsidmap';
 const DOMAIN = 'bench.nsidmap.test';
 const USER_PREFIX = 'nsb';
 const GROUP = 'nsbench';
 const UID_BASE = 60000;
 const WARMUP = 8;
-const RULE_FILE = '/etc/request-key.d/nsidmap-bench.conf';
-const IDMAPD = '/etc/idmapd.conf';
-/** The original idmapd.conf while a run is on (or a marker that there was none): a killed run's state. */
-const IDMAPD_SAVED = '/etc/idmapd.conf.nsidmap-bench-saved';
-const IDMAPD_ABSENT = '/etc/idmapd.conf.nsidmap-bench-absent';
-// A trailing `*`: keyutils 1.6.3 did not match a `*` inside the description here, man page or not.
 const RULE_PATTERN = `uid:${USER_PREFIX}*`;
 
 const args = parseArgs({ options: { names: { type: 'string', default: '240' }, fallback: { type: 'string', default: '60' }, 'gap-ms': { type: 'string', default: '0' }, via: { type: 'string', default: 'syscall' } } }).values;
 const GAP_MS = Number(args['gap-ms']);
-const VIA = args.via;
-if (VIA !== 'syscall' && VIA !== 'keyctl') throw new Error('--via: syscall or keyctl');
+const VIA = ((v: string | undefined): 'syscall' | 'keyctl' => {
+  if (v === 'syscall' || v === 'keyctl') return v;
+  throw new Error('--via: syscall or keyctl');
+})(args.via);
 const NAMES = Number(args.names);
 const FALLBACK_RUNS = Math.min(Number(args.fallback), NAMES);
 if (!(NAMES >= 200 && NAMES % 4 === 0)) throw new Error('--names: at least 200, a multiple of 4');
 
-// ---- the machine: users, idmapd.conf, rules; every step undone in cleanup() --------------------
+// ---- the machine: users (idmapd.conf and the rules: lib/requestkey) -----------------------------
 
 const sh = (cmd: string, argv: string[]): string => execFileSync(cmd, argv, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-const quiet = (cmd: string, argv: string[]): boolean => spawnSync(cmd, argv, { stdio: 'ignore' }).status === 0;
 const userName = (i: number): string => `${USER_PREFIX}${i}`;
 const uidOf = (i: number): number => UID_BASE + i;
 
 function preflight(): void {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) throw new Error('bench/upcall runs as root on Linux (it adds users and request-key rules)');
-  if (!existsSync('/sbin/request-key')) throw new Error('/sbin/request-key is missing: apt-get install keyutils');
-  keyctl.getKeyringId(KEY_SPEC.SESSION); // throws where the kernel has no keyrings
-  if (!existsSync(NFSIDMAP)) {
-    console.log(`${NFSIDMAP} is missing: installing nfs-common`);
-    execFileSync('apt-get', ['install', '-y', '--no-install-recommends', 'nfs-common'], { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
-  }
-  if (!existsSync(HELPER) || !existsSync(DAEMON) || !existsSync(join(ROOT, 'dist/keyring/upcall.js'))) {
-    if (!existsSync(join(ROOT, 'keyring/nsidmap-upcall.c'))) throw new Error(`${HELPER} is not built and keyring/nsidmap-upcall.c does not exist`);
-    console.log('building (npm run build)');
-    execFileSync('npm', ['run', 'build', '--silent'], { cwd: ROOT, stdio: 'inherit' });
-  }
-}
-
-/** Undo what a run killed with SIGKILL left behind. */
-function recoverStale(): void {
-  if (existsSync(RULE_FILE)) unlinkSync(RULE_FILE);
-  restoreIdmapd();
-  removeUsers();
+  const missing = requestKeyMissing();
+  if (missing) throw new Error(`bench/upcall ${missing}`);
+  ensureNfsidmap();
+  ensureBuilt();
 }
 
 function removeUsers(): void {
@@ -114,187 +111,27 @@ function addUsers(total: number): void {
   for (let i = 0; i < total; i++) {
     if (quiet('getent', ['passwd', String(uidOf(i))])) throw new Error(`uid ${uidOf(i)} is taken: bench/upcall needs ${UID_BASE}..${UID_BASE + total - 1} free`);
   }
+  atCleanup('users', removeUsers);
   sh('groupadd', [GROUP]);
   for (let i = 0; i < total; i++) {
     sh('useradd', ['-M', '-N', '-g', GROUP, '-u', String(uidOf(i)), '-d', '/nonexistent', '-s', '/usr/sbin/nologin', userName(i)]);
   }
 }
 
-function writeIdmapd(): void {
-  if (existsSync(IDMAPD)) copyFileSync(IDMAPD, IDMAPD_SAVED);
-  else writeFileSync(IDMAPD_ABSENT, '');
-  writeFileSync(IDMAPD, `# written by nsidmap bench/upcall for the length of a run; the original is restored after\n[General]\nDomain = ${DOMAIN}\n\n[Translation]\nMethod = nsswitch\n`);
-}
+/** the lookup of user i: its uid as useradd gave it */
+const lookupOf = (i: number): Lookup => ({ description: `uid:${userName(i)}@${DOMAIN}`, payload: `${uidOf(i)}\0` });
 
-function restoreIdmapd(): void {
-  if (existsSync(IDMAPD_SAVED)) renameSync(IDMAPD_SAVED, IDMAPD);
-  else if (existsSync(IDMAPD_ABSENT)) {
-    rmSync(IDMAPD, { force: true });
-    unlinkSync(IDMAPD_ABSENT);
-  }
-}
-
-/** One rule file at a time: write beside, rename over (request-key never reads half a file). */
-function useRule(program: string): void {
-  writeFileSync(`${RULE_FILE}.tmp`, `# nsidmap bench/upcall (removed at the end of the run)\ncreate user ${RULE_PATTERN} * ${program}\n`);
-  renameSync(`${RULE_FILE}.tmp`, RULE_FILE);
-}
-
-// ---- the daemon ---------------------------------------------------------------------------------
-
-let work = '';
-let daemon: ChildProcess | undefined;
-let daemonErr = '';
-
-async function startDaemon(policy: string, socket: string): Promise<void> {
-  daemon = spawn(process.execPath, ['--optimize-for-size', DAEMON, '--policy', policy, '--socket', socket, '--cache', join(work, 'daemon.sqlite'), '--log-level', 'warn'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  daemon.stderr?.setEncoding('utf8').on('data', (d: string) => (daemonErr = (daemonErr + d).slice(-4000)));
-  const deadline = performance.now() + 20_000;
-  for (;;) {
-    if (daemon.exitCode !== null) throw new Error(`nsidmapd exited (${daemon.exitCode}):\n${daemonErr}`);
-    try {
-      const c = await AdminClient.connect(socket, 1000);
-      await c.request({ op: 'ping' });
-      c.close();
-      return;
-    } catch (e) {
-      if (performance.now() > deadline) throw e;
-      await sleep(20);
-    }
-  }
-}
-
-async function stopDaemon(): Promise<void> {
-  const d = daemon;
-  if (!d || d.exitCode !== null || d.signalCode !== null) return;
-  const gone = new Promise((resolve) => d.once('exit', resolve));
-  d.kill('SIGTERM');
-  await Promise.race([gone, sleep(5000).then(() => d.kill('SIGKILL'))]);
-}
-
-// ---- cleanup, however the run ends --------------------------------------------------------------
-
-let cleaned = false;
-function cleanup(): void {
-  if (cleaned) return;
-  cleaned = true;
-  const steps: [string, () => void][] = [
-    ['daemon', () => daemon?.exitCode === null && daemon.signalCode === null && daemon.kill('SIGKILL')],
-    ['rule', () => rmSync(RULE_FILE, { force: true })],
-    ['rule.tmp', () => rmSync(`${RULE_FILE}.tmp`, { force: true })],
-    ['idmapd.conf', restoreIdmapd],
-    ['users', removeUsers],
-    ['workdir', () => work && rmSync(work, { recursive: true, force: true })],
-  ];
-  for (const [what, step] of steps) {
-    try {
-      step();
-    } catch (e) {
-      console.error(`cleanup: ${what}: ${(e as Error).message}`);
-    }
-  }
-}
-
-let interrupted: string | undefined;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-  process.on(sig, () => {
-    // the loop notices between two lookups (a lookup blocks the thread) and unwinds to finally
-    if (interrupted) return;
-    interrupted = sig;
-    console.error(`\n${sig}: stopping after this lookup and cleaning up`);
-  });
-}
-process.on('exit', cleanup); // last resort: an exception that escaped, process.exit()
-
-// ---- measuring ------------------------------------------------------------------------------------
-
-interface Phase {
-  readonly label: string;
-  readonly ms: number[];
-  wrong: number;
-  failed: number;
-}
-
-const firstProblems: string[] = [];
-/**
- * Largest /proc/keys seen (sampled outside the timed part). Every lookup leaves a session keyring
- * and a key behind until the kernel's key GC collects them; a helper that reads /proc/keys (as
- * nsidmap-upcall does, for the requester's pid) would pay for a backlog, so it is watched.
- */
-let procKeysMax = 0;
-let lookups = 0;
-
-/** `keyctl request2 user DESCRIPTION '' @s` in this (fresh) session keyring, which the child inherits. */
-function keyctlRequest2(description: string): number {
-  const r = spawnSync('keyctl', ['request2', 'user', description, '', '@s'], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`keyctl request2: ${r.stderr.trim() || `exit ${r.status}`}`);
-  return Number(r.stdout.trim());
-}
-
-/** One upcall, timed; the payload checked against the uid useradd gave. */
-function lookup(i: number, phase: Phase): void {
-  keyctl.joinSessionKeyring(); // a fresh anonymous session keyring: no key from before is visible
-  const description = `uid:${userName(i)}@${DOMAIN}`;
-  const t0 = process.hrtime.bigint();
-  let serial: number;
-  try {
-    serial = VIA === 'syscall' ? keyctl.requestKey('user', description, '', KEY_SPEC.SESSION) : keyctlRequest2(description);
-  } catch (e) {
-    phase.failed++;
-    if (firstProblems.length < 5) firstProblems.push(`${phase.label}: ${description}: ${e instanceof KeyctlError ? e.errnoName : (e as Error).message}`);
-    return;
-  }
-  phase.ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  if (++lookups % 20 === 0) procKeysMax = Math.max(procKeysMax, readFileSync('/proc/keys', 'utf8').split('\n').length - 1);
-  const got = keyctl.read(serial).toString('latin1');
-  if (got !== `${uidOf(i)}\0`) {
-    phase.wrong++;
-    if (firstProblems.length < 5) firstProblems.push(`${phase.label}: ${description}: payload ${JSON.stringify(got)}, expected ${JSON.stringify(`${uidOf(i)}\0`)}`);
-  }
-}
-
-async function run(label: string, program: string, names: readonly number[], into: Phase[]): Promise<void> {
-  useRule(program);
-  let phase = into.find((p) => p.label === label);
-  if (!phase) into.push((phase = { label, ms: [], wrong: 0, failed: 0 }));
-  for (const i of names) {
-    if (interrupted) throw new Error(`interrupted by ${interrupted}`);
-    lookup(i, phase);
-    if (GAP_MS > 0) await sleep(GAP_MS);
-    else await new Promise((r) => setImmediate(r)); // let a signal handler run
-  }
-}
-
-function pct(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  const at = (sorted.length - 1) * p;
-  const lo = Math.floor(at);
-  const hi = Math.ceil(at);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (at - lo);
-}
-
-function printTable(phases: Phase[]): void {
-  const base = phases.find((p) => p.label.startsWith('nfsidmap'));
-  const baseMedian = base ? pct([...base.ms].sort((a, b) => a - b), 0.5) : NaN;
-  const rows = [['helper', 'runs', 'median ms', 'p90 ms', 'vs nfsidmap', 'wrong/failed']];
-  for (const p of phases) {
-    const s = [...p.ms].sort((a, b) => a - b);
-    const med = pct(s, 0.5);
-    rows.push([p.label, String(s.length), med.toFixed(2), pct(s, 0.9).toFixed(2), `${(med / baseMedian).toFixed(2)}×`, `${p.wrong}/${p.failed}`]);
-  }
-  const w = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  const line = (r: string[]) => r.map((cell, c) => (c === 0 ? cell.padEnd(w[c]!) : cell.padStart(w[c]!))).join('  ');
-  console.log(line(rows[0]!));
-  console.log(w.map((n) => '-'.repeat(n)).join('  '));
-  for (const r of rows.slice(1)) console.log(line(r));
-}
+const daemon = new DaemonProcess();
 
 // ---- the run --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
   preflight();
-  recoverStale();
-  work = mkdtempSync(join(tmpdir(), 'nsidmap-bench-upcall-'));
+  handleSignals();
+  await acquireMachine(); // one request-key benchmark at a time; what one killed with -9 left is undone
+  removeUsers(); // and its users
+  const work = mkdtempSync(join(tmpdir(), 'nsidmap-bench-upcall-'));
+  atCleanup('workdir', () => rmSync(work, { recursive: true, force: true }));
   const socket = join(work, 'admin.sock');
   const policy = join(work, 'policy.yaml');
   // cache.path: where the Node fallback keeps its cache (the daemon gets --cache)
@@ -302,15 +139,17 @@ async function main(): Promise<void> {
 
   const t0 = performance.now();
   addUsers(NAMES + WARMUP);
-  writeIdmapd();
-  console.log(`setup: ${NAMES + WARMUP} users ${userName(0)}..${userName(NAMES + WARMUP - 1)} (uid ${uidOf(0)}..), group ${GROUP}, ${IDMAPD} with Domain = ${DOMAIN} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
-  await startDaemon(policy, socket);
+  writeIdmapd(`# written by nsidmap bench/upcall for the length of a run; the original is restored after\n[General]\nDomain = ${DOMAIN}\n\n[Translation]\nMethod = nsswitch\n`);
+  console.log(`setup: ${NAMES + WARMUP} users ${userName(0)}..${userName(NAMES + WARMUP - 1)} (uid ${uidOf(0)}..), group ${GROUP}, /etc/idmapd.conf with Domain = ${DOMAIN} (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  await daemon.start({ policy, socket, cache: join(work, 'daemon.sqlite') });
 
   const NFS = `${NFSIDMAP} -t 600 %k %d`;
   const OURS = `${HELPER} --socket ${socket} --policy ${policy} nfs %k`;
   const L = { nfs: 'nfsidmap (nfs-common)', cold: 'nsidmap-upcall, daemon cache cold', warm: 'nsidmap-upcall, daemon cache warm', fallback: 'nsidmap Node fallback (daemon stopped)' };
   const phases: Phase[] = [];
   const scratch: Phase[] = [];
+  const o = { via: VIA, gapMs: GAP_MS } as const;
+  const run = (label: string, program: string, names: readonly number[], into: Phase[]) => runPhase(label, RULE_PATTERN, program, names.map(lookupOf), into, o);
   const measured = Array.from({ length: NAMES }, (_, i) => i);
   const warm = Array.from({ length: WARMUP }, (_, i) => NAMES + i);
   // warm-up, not counted: page cache for both helpers' binaries and libraries, the daemon's JIT
@@ -327,28 +166,27 @@ async function main(): Promise<void> {
     await run(L.nfs, NFS, names, phases);
     await run(L.warm, OURS, names, phases);
   }
-  await stopDaemon();
+  await daemon.stop();
   await run(L.fallback, OURS, measured.slice(0, FALLBACK_RUNS), phases);
 
-  const nfsVersion = spawnSync('dpkg-query', ['-W', '-f', '${Version}', 'nfs-common'], { encoding: 'utf8' }).stdout || '?';
   console.log(`\nbench/upcall — end-to-end ${VIA === 'syscall' ? 'request_key(2)' : "`keyctl request2 user … '' @s`"} → /sbin/request-key → helper → instantiated key`);
-  console.log(`kernel ${release()}, node ${process.version}, ${cpus().length} CPU ${cpus()[0]?.model ?? ''}, nfs-common ${nfsVersion}`);
+  console.log(`kernel ${release()}, node ${process.version}, ${cpus().length} CPU ${cpus()[0]?.model ?? ''}, nfs-common ${nfsCommonVersion()}`);
   console.log(`${NAMES} distinct names per pass, each lookup in a fresh session keyring; phases A/B/A/B; ${GAP_MS ? `${GAP_MS} ms between lookups` : 'lookups back to back'}\n`);
-  printTable(phases);
-  const med = (label: string) => pct([...(phases.find((p) => p.label === label)?.ms ?? [])].sort((a, b) => a - b), 0.5);
+  printTable(phases, L.nfs, { first: 'helper', ratio: 'vs nfsidmap' });
+  const med = (label: string) => median(phases.find((p) => p.label === label));
   const target = 0.8 * med(L.nfs);
   console.log(`\ntarget: median ≤ 0.8 × nfsidmap's = ${target.toFixed(2)} ms — cold ${med(L.cold) <= target ? 'met' : 'NOT met'}, warm ${med(L.warm) <= target ? 'met' : 'NOT met'}`);
-  console.log(`/proc/keys: at most ${procKeysMax} lines seen during the run (sampled every 20 lookups)`);
-  if (firstProblems.length) console.log(`problems (first ${firstProblems.length}):\n  ${firstProblems.join('\n  ')}`);
+  console.log(`/proc/keys: at most ${stats.procKeysMax} lines seen during the run (sampled every 20 lookups)`);
+  if (stats.problems.length) console.log(`problems (first ${stats.problems.length}):\n  ${stats.problems.join('\n  ')}`);
 }
 
 try {
   await main();
 } catch (e) {
   console.error(`bench/upcall: ${(e as Error).message}`);
-  if (daemonErr) console.error(`nsidmapd stderr (tail):\n${daemonErr}`);
-  process.exitCode = interrupted ? 130 : 1;
+  if (daemon.stderr) console.error(`nsidmapd stderr (tail):\n${daemon.stderr}`);
+  process.exitCode = interrupted() ? 130 : 1;
 } finally {
-  await stopDaemon().catch(() => {});
+  await daemon.stop().catch(() => {});
   cleanup();
 }

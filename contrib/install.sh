@@ -280,32 +280,26 @@ EOF
 }
 
 # The helper compiled here, now, with the installed node and fallback compiled in (the C helper
-# execs `<node> <prefix>/dist/keyring/upcall.js` when the daemon cannot be asked); else the one
-# `npm run build` made; else the Node helper behind a wrapper (correct, ~100 ms per upcall).
+# execs `<node> <prefix>/dist/keyring/upcall.js` when the daemon cannot be asked), by the same
+# scripts/build-upcall.sh as `npm run build` (same flags: static PIE where libc.a exists); else the
+# one `npm run build` made; else the Node helper behind a wrapper (correct, ~100 ms per upcall).
 install_helper() {
-  local c="$SRC/keyring/nsidmap-upcall.c" cc=${CC:-cc} fallback="$PREFIX/dist/keyring/upcall.js"
-  if [ -f "$c" ] && command -v "$cc" >/dev/null 2>&1; then
-    case "$NODE$fallback" in *'"'*|*'\'*) die "cannot compile a path with a quote or backslash into the helper: $NODE $fallback" ;; esac
-    # Same hardening as scripts/build-upcall.sh; CFLAGS from the environment are honoured.
-    # shellcheck disable=SC2086
-    local cmd=("$cc" -std=c11 -Wall -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -pie
-      -Wl,-z,relro,-z,now ${CFLAGS:-} "-DNSIDMAP_NODE=\"$NODE\"" "-DNSIDMAP_FALLBACK=\"$fallback\"")
+  local c="$SRC/keyring/nsidmap-upcall.c" build="$SRC/scripts/build-upcall.sh" cc=${CC:-cc} fallback="$PREFIX/dist/keyring/upcall.js"
+  if [ -f "$c" ] && [ -f "$build" ] && command -v "$cc" >/dev/null 2>&1; then
+    # CC and CFLAGS from the environment reach the build script as they are.
+    local cmd=(bash "$build" --node "$NODE" --fallback "$fallback" --out "$DEST$HELPER")
     if [ "$DRY" = 1 ]; then
-      echo "would compile: ${cmd[*]} -o $DEST$HELPER $c"
+      "${cmd[@]}" --dry-run
       return
     fi
-    mkdir -p "$(dirname "$DEST$HELPER")"
-    local tmp="$DEST$HELPER.tmp-nsidmap.$$"
-    if "${cmd[@]}" -o "$tmp" "$c"; then
-      chmod 0755 "$tmp"
-      mv -f "$tmp" "$DEST$HELPER" # rename: an upcall may be running the old one (ETXTBSY)
+    # the build script writes beside the target and renames (an upcall may be running the old one)
+    if "${cmd[@]}"; then
       return
     fi
-    rm -f "$tmp"
     warn "compiling $c failed: trying the helper npm run build made"
   fi
   if [ -x "$SRC/dist/keyring/nsidmap-upcall" ]; then
-    warn "cannot compile the helper here (no $cc, or no keyring/nsidmap-upcall.c): installing $SRC/dist/keyring/nsidmap-upcall as built, whose in-process fallback (used while nsidmapd is down) runs $SRC/dist/keyring/upcall.js — keep that checkout, or install with a compiler"
+    warn "cannot compile the helper here (no $cc, or no keyring/nsidmap-upcall.c and scripts/build-upcall.sh): installing $SRC/dist/keyring/nsidmap-upcall as built, whose in-process fallback (used while nsidmapd is down) runs $SRC/dist/keyring/upcall.js — keep that checkout, or install with a compiler"
     run install -m 0755 "$SRC/dist/keyring/nsidmap-upcall" "$DEST$HELPER"
   elif [ -f "$SRC/dist/keyring/upcall.js" ]; then
     warn "dist/keyring/nsidmap-upcall was not compiled (no C compiler?): installing the Node helper, which takes ~100 ms per upcall instead of a few"
@@ -334,10 +328,12 @@ do_install() {
 
   local P="$DEST$PREFIX"
   say "installing into ${DEST:-/} (prefix $PREFIX, node $NODE)"
-  run rm -rf "$P/dist" "$P/node_modules"
-  run mkdir -p "$P/bin" "$P/dist" "$P/node_modules"
+  run rm -rf "$P/dist" "$P/node_modules" "$P/schema"
+  run mkdir -p "$P/bin" "$P/dist" "$P/node_modules" "$P/schema"
   # `dir/.`: the contents, even where the source directory is a symlink (never copy the link)
   run cp -a "$SRC/dist/." "$P/dist/"
+  # the cache's SQL migrations (src/cache/migrations.ts finds schema/ above dist/ at run time)
+  [ -d "$SRC/schema" ] && run cp -a "$SRC/schema/." "$P/schema/"
   if [ "$DRY" = 1 ]; then
     echo "would copy $(wc -l <<<"$packages") production packages from $SRC/node_modules to $P/node_modules:" $packages
   else
@@ -427,7 +423,7 @@ do_uninstall() {
     fi
   done
   local x
-  for x in dist node_modules; do [ -e "$P/$x" ] && run rm -rf "$P/$x"; done
+  for x in dist node_modules schema; do [ -e "$P/$x" ] && run rm -rf "$P/$x"; done
   for x in package.json README.md bin/nsidmap-upcall install-manifest; do [ -e "$P/$x" ] && run rm -f "$P/$x"; done
   [ -d "$P/bin" ] && run rmdir "$P/bin" 2>/dev/null || true
   [ -d "$P" ] && run rmdir "$P" 2>/dev/null || true

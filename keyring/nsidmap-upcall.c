@@ -182,10 +182,14 @@ static bool describe_key(const char **desc, size_t *len)
  * user can put a newline and a fake such line into a key description of their own, so only the
  * line whose serial column is the auth key we actually hold (KEY_SPEC_REQKEY_AUTH_KEY) counts.
  * Informational: 0 when not found; the daemon then describes the host.
+ *
+ * Costly: the kernel formats every key the reader may view up to that line, checking possession
+ * of each (security/keys/proc.c) — ~50 µs with a handful of keys, ~2.7 µs more per key here, and
+ * a busy NFS client holds hundreds to thousands of id_resolver keys. So it is read here only when
+ * the daemon cannot read it itself (see requester()).
  */
-static long requester_pid(void)
+static long requester_pid(long auth)
 {
-	long auth = keyctl(KEYCTL_GET_KEYRING_ID, (unsigned long)KEY_SPEC_REQKEY_AUTH_KEY, 0, 0, 0);
 	if (auth <= 0)
 		return 0;
 	char want[16], key[32];
@@ -213,6 +217,37 @@ static long requester_pid(void)
 	free(line);
 	fclose(f);
 	return pid;
+}
+
+/* Who asked, as the daemon is told: the pid, or the auth key whose /proc/keys line names it. */
+struct requester {
+	long pid;  /* > 0: read here */
+	long auth; /* > 0: the daemon reads the pid itself, only if a log line or audit event needs it */
+};
+
+/*
+ * The auth key is owned by the requester's fsuid (request_key_auth_new) and its owner may view
+ * it. Every id_resolver and cifs.idmap upcall is asked with the kernel's own root credentials
+ * (override_creds in fs/nfs/nfs4idmap.c and fs/smb/client/cifsacl.c), so the daemon, root, can
+ * find the line itself, and does so only when a log line or audit event wants the requester: a
+ * mapped answer (the common case) is not logged at the default level, and then nobody pays for
+ * /proc/keys. A key requested by another user (rules on other key types, as in tests) is not
+ * visible to the daemon: then the pid is read here, as before.
+ */
+static struct requester requester(void)
+{
+	struct requester q = { 0, 0 };
+	long auth = keyctl(KEYCTL_GET_KEYRING_ID, (unsigned long)KEY_SPEC_REQKEY_AUTH_KEY, 0, 0, 0);
+	if (auth <= 0)
+		return q;
+	char d[128]; /* `.request_key_auth;0;0;1b010000;<hex target>` */
+	static const char ROOTS[] = ".request_key_auth;0;";
+	long n = keyctl(KEYCTL_DESCRIBE, (unsigned long)auth, (unsigned long)d, sizeof d, 0);
+	if (n > 0 && (size_t)n <= sizeof d && strncmp(d, ROOTS, sizeof ROOTS - 1) == 0)
+		q.auth = auth;
+	else
+		q.pid = requester_pid(auth);
+	return q;
 }
 
 /* ---- asking the daemon ------------------------------------------------------------------ */
@@ -258,9 +293,10 @@ static int connect_daemon(const char *path, int timeout_ms)
 
 static const char HEX[] = "0123456789abcdef";
 
-/* {"id":1,"op":"upcall","keyType":…,"descriptionHex":…,"pid":N}\n (src/responders/admin/protocol.ts).
- * Hex: the description is bytes, maybe not UTF-8, and must reach the daemon unaltered. */
-static size_t build_request(char *out, size_t cap, enum proto p, const char *desc, size_t len, long pid)
+/* {"id":1,"op":"upcall","keyType":…,"descriptionHex":…,"pid":N | "authKey":A,"keySerial":K}\n
+ * (src/responders/admin/protocol.ts). Hex: the description is bytes, maybe not UTF-8, and must
+ * reach the daemon unaltered. */
+static size_t build_request(char *out, size_t cap, enum proto p, const char *desc, size_t len, struct requester q)
 {
 	int n = snprintf(out, cap, "{\"id\":1,\"op\":\"upcall\",\"keyType\":\"%s\",\"descriptionHex\":\"", key_type(p));
 	size_t o = (size_t)n;
@@ -268,8 +304,10 @@ static size_t build_request(char *out, size_t cap, enum proto p, const char *des
 		out[o++] = HEX[(unsigned char)desc[i] >> 4];
 		out[o++] = HEX[(unsigned char)desc[i] & 15];
 	}
-	if (pid > 0)
-		o += (size_t)snprintf(out + o, cap - o, "\",\"pid\":%ld}\n", pid);
+	if (q.auth > 0)
+		o += (size_t)snprintf(out + o, cap - o, "\",\"authKey\":%ld,\"keySerial\":%d}\n", q.auth, serial);
+	else if (q.pid > 0)
+		o += (size_t)snprintf(out + o, cap - o, "\",\"pid\":%ld}\n", q.pid);
 	else
 		o += (size_t)snprintf(out + o, cap - o, "\"}\n");
 	return o;
@@ -632,7 +670,7 @@ static bool parse_reply(const char *line, size_t len, struct reply *r)
 static char request_buf[2 * MAX_DESC + 256];
 static char reply_buf[MAX_REPLY + 1];
 
-static enum asked ask_daemon(const struct options *o, const char *desc, size_t len, long pid, struct reply *r)
+static enum asked ask_daemon(const struct options *o, const char *desc, size_t len, struct requester q, struct reply *r)
 {
 	long long deadline = now_ms() + o->timeout_ms;
 	int fd = connect_daemon(o->socket, o->timeout_ms);
@@ -641,7 +679,7 @@ static enum asked ask_daemon(const struct options *o, const char *desc, size_t l
 		say(LOG_WARNING, "%s: cannot reach nsidmapd at %s: %m", who, o->socket);
 		return unreachable_errno(e) || e == ENAMETOOLONG ? UNREACHABLE : FAILED;
 	}
-	size_t n = build_request(request_buf, sizeof request_buf, o->proto, desc, len, pid);
+	size_t n = build_request(request_buf, sizeof request_buf, o->proto, desc, len, q);
 	if (!send_all(fd, request_buf, n)) {
 		say(LOG_WARNING, "%s: nsidmapd at %s: send: %m", who, o->socket);
 		close(fd);
@@ -867,7 +905,7 @@ static int dry_run(const struct options *o)
 		return 2;
 	}
 	struct reply r;
-	switch (ask_daemon(o, o->target, len, 0, &r)) {
+	switch (ask_daemon(o, o->target, len, (struct requester){ 0, 0 }, &r)) {
 	case UNREACHABLE:
 		return 69; /* EX_UNAVAILABLE */
 	case FAILED:
@@ -932,7 +970,14 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct reply r;
-	switch (ask_daemon(&o, desc, len, requester_pid(), &r)) {
+	struct requester q = requester();
+	enum asked asked = ask_daemon(&o, desc, len, q, &r);
+	if (asked == ANSWERED && !r.ok && q.auth > 0 && r.code && key_is(r.code, r.code_len, "NSIDMAP_EREQUEST")) {
+		/* a daemon older than this helper knows only "pid": ask again in the form it reads */
+		q = (struct requester){ requester_pid(q.auth), 0 };
+		asked = ask_daemon(&o, desc, len, q, &r);
+	}
+	switch (asked) {
 	case UNREACHABLE:
 		fall_back(&o);
 		/* exec failed */

@@ -18,6 +18,7 @@
  * Off costs nothing: callers ask `on(kind)` (one level comparison) before building an event.
  */
 import type { Fields, Level, Logger } from './log.js';
+import type { Context } from './types.js';
 
 export const AUDIT_KINDS = ['nobody', 'squashed', 'unmappable', 'refused'] as const;
 export type AuditKind = (typeof AUDIT_KINDS)[number];
@@ -27,6 +28,11 @@ const LEVEL: Record<AuditKind, Level> = { nobody: 'info', squashed: 'info', unma
 
 export const DEFAULT_AUDIT_INTERVAL = 60;
 export const DEFAULT_AUDIT_MAX_KEYS = 10_000;
+/**
+ * Longest query kept and logged: a key description may be 4 KiB of hostile bytes, and the table
+ * holds up to maxKeys of them.
+ */
+export const AUDIT_QUERY_MAX = 256;
 
 export interface AuditEvent {
   readonly iface: string;
@@ -36,10 +42,13 @@ export interface AuditEvent {
   /** what was asked: the name, id, SID or key description */
   readonly query: string;
   readonly reason: string;
-  /** the scope's sources, in order */
-  readonly chain?: readonly string[];
-  readonly container?: string;
-  readonly pid?: number;
+  /** the scope's sources, in order (their names are written only when a line is) */
+  readonly chain?: readonly { readonly name: string }[];
+  /**
+   * who asked: the request's Context. Read only when a line is written — a context may read
+   * /proc lazily, and a repeat that is only counted must not cost that.
+   */
+  readonly requester?: Pick<Context, 'container' | 'pid'>;
 }
 
 export interface AuditSettings {
@@ -111,8 +120,9 @@ export class Audit {
     return this.entries.size;
   }
 
-  note(kind: AuditKind, ev: AuditEvent): void {
+  note(kind: AuditKind, event: AuditEvent): void {
     if (!this.on(kind)) return;
+    const ev = event.query.length > AUDIT_QUERY_MAX ? { ...event, query: `${event.query.slice(0, AUDIT_QUERY_MAX)}…` } : event;
     const now = this.now();
     const key = `${kind}\x1f${ev.iface}\x1f${ev.scope ?? ''}\x1f${ev.kind}\x1f${ev.query}`;
     const e = this.entries.get(key);
@@ -164,9 +174,9 @@ export class Audit {
       kind: ev.kind,
       query: ev.query,
       reason: ev.reason,
-      chain: ev.chain === undefined ? undefined : ev.chain.length === 0 ? '-' : ev.chain.join(','),
-      container: ev.container?.slice(0, 12),
-      pid: ev.pid,
+      chain: ev.chain === undefined ? undefined : ev.chain.length === 0 ? '-' : ev.chain.map((s) => s.name).join(','),
+      container: ev.requester?.container?.id.slice(0, 12),
+      pid: ev.requester?.pid,
       repeats: repeats > 0 ? repeats : undefined,
     });
   }

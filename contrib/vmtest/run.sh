@@ -15,8 +15,8 @@
 # Environment:
 #   VMTEST_WORK          work dir (default ${TMPDIR:-/tmp}/nsidmap-vmtest): kernel + initramfs cache, outputs
 #   VMTEST_SUITES        suites to boot, in order (default "nfs cifs")
-#   VMTEST_VM_TIMEOUT    seconds before a VM is killed from outside (default 200)
-#   VMTEST_WATCHDOG      seconds before the guest powers itself off (default 170)
+#   VMTEST_VM_TIMEOUT    seconds before a VM is killed from outside (default 270)
+#   VMTEST_WATCHDOG      seconds before the guest powers itself off (default 240)
 #   VMTEST_KERNEL        Debian kernel version to boot (default: what linux-image-amd64 depends on)
 #   VMTEST_SKIP_APT=1    do not install packages
 set -uo pipefail
@@ -25,8 +25,8 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 root=$(cd "$here/../.." && pwd -P)
 work=${VMTEST_WORK:-${TMPDIR:-/tmp}/nsidmap-vmtest}
 suites=${VMTEST_SUITES:-nfs cifs}
-vm_timeout=${VMTEST_VM_TIMEOUT:-200}
-watchdog=${VMTEST_WATCHDOG:-170}
+vm_timeout=${VMTEST_VM_TIMEOUT:-270}
+watchdog=${VMTEST_WATCHDOG:-240}
 packages=(qemu-system-x86 busybox-static cpio kmod xz-utils nfs-kernel-server nfs-common samba cifs-utils keyutils iproute2)
 
 pass=0 fail=0 skipped=0
@@ -117,7 +117,7 @@ for suite in $suites; do
   rm -rf "$out" && mkdir -p "$out"
   echo "# booting the $suite suite (console: $console)"
   timeout -k 10 "$vm_timeout" qemu-system-x86_64 \
-    -accel tcg,thread=multi,tb-size=2048 -smp 2 -m 1536 -cpu "${VMTEST_QEMU_CPU:-max}" \
+    -accel tcg,thread=multi -smp 2 -m 1536 -cpu "${VMTEST_QEMU_CPU:-max}" \
     -nodefaults -display none -no-reboot -monitor none -serial "file:$console" \
     -kernel "$kdir/boot/vmlinuz-$kv" -initrd "$initrd" \
     -virtfs local,path=/,mount_tag=root,security_model=passthrough,readonly=on,multidevs=remap \

@@ -44,6 +44,9 @@ export interface DaemonOptions {
   readonly log: Logger;
 }
 
+/** A scrape counts the cache's entries at most this often (see snapshotOf). */
+const SCRAPE_CACHE_COUNT_MS = 30_000;
+
 export class Daemon {
   private engine: Engine | undefined;
   private admin: AdminServer | undefined;
@@ -107,7 +110,7 @@ export class Daemon {
     const listen = this.current().policy.metrics;
     if (!listen) return [];
     const { MetricsEndpoint } = await import('../responders/metrics/endpoint.js');
-    this.endpoint = new MetricsEndpoint({ listen, snapshot: () => snapshotOf(this.current(), VERSION) });
+    this.endpoint = new MetricsEndpoint({ listen, snapshot: () => snapshotOf(this.current(), VERSION, SCRAPE_CACHE_COUNT_MS) });
     this.endpointListen = listen;
     return [this.endpoint];
   }

@@ -4,12 +4,14 @@
  */
 import { describeError, NsidmapError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { CacheStats, CacheStore } from '../cache/store.js';
 import { takeSnapshot, type StatsSnapshot } from '../metrics/snapshot.js';
-import { buildContext } from '../ns/context.js';
+import { buildContext, buildLazyContext } from '../ns/context.js';
 import type { Engine } from '../resolver/engine.js';
 import { parseRequest, requestValue } from '../resolver/query.js';
 import { printableKey } from '../resolver/resolver.js';
 import type { AdminRequest } from '../responders/admin/protocol.js';
+import { requesterPidFromProcKeys } from '../responders/keyring/requester.js';
 import { actionToWire, decideUpcall, rejectUpcall } from '../responders/keyring/upcall.js';
 import type { ClientIdAdmin } from '../responders/uevent/clientid.js';
 import type { Answer, Context, Interface, Request } from '../types.js';
@@ -108,7 +110,9 @@ async function resolveOp(engine: Engine, req: Extract<AdminRequest, { op: 'resol
 
 async function upcallOp(engine: Engine, req: Extract<AdminRequest, { op: 'upcall' }>, log: Logger) {
   const iface = req.keyType === 'id_resolver' ? 'keyring-nfs' : 'keyring-cifs';
-  const ctx = buildContext(iface, req.pid, { fs: iface === 'keyring-nfs' ? 'nfs' : 'cifs' });
+  // the requester is read only if a log line or audit event asks for it (buildLazyContext)
+  const findPid = () => req.pid ?? (req.authKey !== undefined && req.keySerial !== undefined ? requesterPidFromProcKeys(req.authKey, req.keySerial) : undefined);
+  const ctx = buildLazyContext(iface, findPid, { fs: iface === 'keyring-nfs' ? 'nfs' : 'cifs' }, (e) => log.warn('upcall.requester', { error: (e as Error)?.message ?? String(e) }));
   const description = strictUtf8(Buffer.from(req.descriptionHex, 'hex'));
   const action = description === undefined
     ? rejectUpcall(req.keyType, 'description is not valid UTF-8', ctx, log)
@@ -122,12 +126,27 @@ async function upcallOp(engine: Engine, req: Extract<AdminRequest, { op: 'upcall
 function refused(engine: Engine, keyType: string, description: string, reason: string, ctx: Context): void {
   const { metrics, audit } = engine.resolver;
   metrics.refused(ctx.iface, 'malformed');
-  if (audit?.on('refused')) audit.note('refused', { iface: ctx.iface, kind: keyType, query: description, reason, container: ctx.container?.id, pid: ctx.pid });
+  if (audit?.on('refused')) audit.note('refused', { iface: ctx.iface, kind: keyType, query: description, reason, requester: ctx });
 }
 
-/** Everything measured, now: the `stats` op and the metrics endpoint show this same reading. */
-export function snapshotOf(engine: Engine, version: string): StatsSnapshot {
-  return takeSnapshot({ metrics: engine.resolver.metrics, version, sources: engine.policy.sources.values(), cache: engine.store.stats() });
+/**
+ * Everything measured: the `stats` op and the metrics endpoint show this same reading. Counting a
+ * large SQLite cache blocks for tens of milliseconds (~60 ms at a million entries), so a scrape
+ * (`cacheMaxAgeMs`) reuses a count up to that old; `idmapctl stats` counts afresh.
+ */
+export function snapshotOf(engine: Engine, version: string, cacheMaxAgeMs = 0): StatsSnapshot {
+  return takeSnapshot({ metrics: engine.resolver.metrics, version, sources: engine.policy.sources.values(), cache: cacheStats(engine.store, cacheMaxAgeMs) });
+}
+
+const counted = new WeakMap<CacheStore, { at: number; stats: CacheStats }>();
+
+function cacheStats(store: CacheStore, maxAgeMs: number): CacheStats {
+  const now = performance.now();
+  const last = counted.get(store);
+  if (last && now - last.at < maxAgeMs) return last.stats;
+  const stats = store.stats();
+  counted.set(store, { at: now, stats });
+  return stats;
 }
 
 /**

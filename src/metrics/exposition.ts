@@ -61,7 +61,7 @@ export const METRIC_FAMILIES: readonly Family[] = [
   {
     name: 'nsidmap_lookup_duration_seconds',
     type: 'histogram',
-    help: 'Time to answer a lookup inside the daemon, by interface (lookups answered without a source are sampled and weighted).',
+    help: 'Time to find an answer in the cache and, on a miss, the sources, by interface (cache hits are sampled and weighted).',
     samples: (s) => s.lookupDuration.map((d) => ({ labels: { interface: d.interface }, histogram: d.histogram })),
   },
   { name: 'nsidmap_cache_entries', type: 'gauge', help: 'Answers in the cache (positive and negative).', samples: (s) => one(s.cache.entries) },

@@ -67,7 +67,10 @@ const EXIT = { noNfs: 10, noClient: 11, foreign: 12 } as const;
  */
 const SCRIPT = `
 root=$1 mount=$2 mode=$3 id=$4
-if [ "$mount" = 1 ]; then mount -t sysfs -o nosuid,nodev,noexec sysfs "$root" || exit 13; fi
+# Off with the old mount first (only in this private mount namespace): where it already is this
+# namespace's sysfs (the daemon's own, e.g. the host's), the kernel refuses the same superblock on
+# the same mount point with EBUSY (fs/namespace.c, do_add_mount).
+if [ "$mount" = 1 ]; then umount -l "$root" 2>/dev/null; mount -t sysfs -o nosuid,nodev,noexec sysfs "$root" || exit 13; fi
 [ -d "$root/fs/nfs" ] || exit ${EXIT.noNfs}
 f="$root/${IDENTIFIER_FILE}"
 [ -f "$f" ] || exit ${EXIT.noClient}

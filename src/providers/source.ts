@@ -11,6 +11,15 @@ import type { Entity, Sid } from '../types.js';
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/**
+ * What came with a name besides its local part: the (lower-case) domain of the NFSv4 name the
+ * kernel sent, already accepted by the scope. A directory that stores whole NFSv4 names (umich
+ * `NFSv4Name`) matches `name@domain` exactly; every other source ignores it.
+ */
+export interface NameHint {
+  readonly domain?: string;
+}
+
 /** What a source knows about one user or group. */
 export interface SourceEntry {
   readonly id: number;
@@ -52,8 +61,8 @@ export interface Source {
   start?(): Promise<void>;
   /** release in reverse order. Optional. */
   stop?(): Promise<void>;
-  /** name → entry (answers name-to-uid / name-to-gid) */
-  byName?(entity: Entity, name: string): MaybePromise<SourceEntry | undefined>;
+  /** name → entry (answers name-to-uid / name-to-gid); `hint` for sources that store full NFSv4 names */
+  byName?(entity: Entity, name: string, hint?: NameHint): MaybePromise<SourceEntry | undefined>;
   /** id → entry with `name` (answers uid-to-name / gid-to-name) */
   byId?(entity: Entity, id: number): MaybePromise<SourceEntry | undefined>;
   /** SID → entry (answers sid-to-uid / sid-to-gid) */

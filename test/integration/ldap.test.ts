@@ -279,6 +279,21 @@ if (missing) {
         await s.stop();
       }
     });
+
+    it('with the domain the name came with: equality on the whole NFSv4 name, never a substring filter', async () => {
+      // umich's NFSv4Name has no SUBSTR rule: against the real schema `(NFSv4Name=carol@*)` is
+      // Undefined and finds no one. The resolver always passes the domain; the filter must use it.
+      const filters: string[] = [];
+      const log = { ...silentLogger, on: () => true, debug: (e: string, f?: Record<string, unknown>) => { if (e === 'ldap.search') filters.push(String(f?.['filter'])); } };
+      const s = await started_({ uri: (await rfc2307bis()).uri, base: BASE, schema: 'rfc2307bis', attributes: { nfsv4Name: 'nfsv4Name' } }, log);
+      try {
+        assert.deepEqual(await s.byName('user', 'carol.v4', { domain: 'example.com' }), { id: 1002, name: 'carol.v4' });
+        assert.equal(await s.byName('user', 'carol.v4', { domain: 'other.example' }), undefined, 'another domain is another name');
+        assert.ok(filters.length >= 2 && filters.every((f) => f.includes('(nfsv4Name=carol.v4@') && !f.includes('carol.v4@*')), filters.join('\n'));
+      } finally {
+        await s.stop();
+      }
+    });
   });
 
   describe('ldap: Active Directory', () => {

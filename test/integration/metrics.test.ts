@@ -180,7 +180,7 @@ describe('nsidmapd whose metrics port is taken', () => {
     }
   });
 
-  it('without a metrics block there is no endpoint (and node:http is not loaded for it)', async () => {
+  it('without a metrics block there is no endpoint', async () => {
     const q = paths('off');
     writeFileSync(q.policy, staticPolicy(1001));
     const c = startDaemon(q);

@@ -38,7 +38,8 @@ export function slapdMissing(): string | undefined {
 export interface SlapdOptions {
   /**
    * The posix schema: `nis` (Debian's RFC 2307) or `rfc2307bis` (ours). Either way the AD
-   * classes (ad.schema) and the test attributes (nsidmap-test.schema) are loaded too.
+   * classes (ad.schema), the test attributes (nsidmap-test.schema) and nfs-utils' umich_ldap
+   * classes (umich.schema: NFSv4RemotePerson, NFSv4RemoteGroup) are loaded too.
    */
   readonly schema: 'nis' | 'rfc2307bis';
   readonly suffix: string;
@@ -82,7 +83,7 @@ function canConnect(port: number): Promise<boolean> {
 
 function conf(o: SlapdOptions, dir: string): string {
   const posix = o.schema === 'nis' ? join(SYSTEM_SCHEMA, 'nis.schema') : join(REPO_SCHEMA, 'rfc2307bis.schema');
-  const schemas = [join(SYSTEM_SCHEMA, 'core.schema'), join(SYSTEM_SCHEMA, 'cosine.schema'), posix, join(REPO_SCHEMA, 'ad.schema'), join(REPO_SCHEMA, 'nsidmap-test.schema')];
+  const schemas = [join(SYSTEM_SCHEMA, 'core.schema'), join(SYSTEM_SCHEMA, 'cosine.schema'), posix, join(REPO_SCHEMA, 'ad.schema'), join(REPO_SCHEMA, 'nsidmap-test.schema'), join(REPO_SCHEMA, 'umich.schema')];
   const tls = o.tls
     ? [`TLSCACertificateFile ${o.tls.ca}`, `TLSCertificateFile ${o.tls.cert}`, `TLSCertificateKeyFile ${o.tls.key}`, `TLSVerifyClient ${o.tls.verifyClient ? 'try' : 'never'}`]
     : [];

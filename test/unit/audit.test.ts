@@ -22,7 +22,7 @@ function setup(opts: { interval?: number; maxKeys?: number; level?: Level } = {}
 }
 
 const ev = (query: string, extra: Partial<AuditEvent> = {}): AuditEvent => ({
-  iface: 'keyring-nfs', scope: 'host', kind: 'name-to-uid', query, reason: 'no source knows it', chain: ['files', 'nss'], ...extra,
+  iface: 'keyring-nfs', scope: 'host', kind: 'name-to-uid', query, reason: 'no source knows it', chain: [{ name: 'files' }, { name: 'nss' }], ...extra,
 });
 
 const repeatsOf = (line: string) => Number(/ repeats=(\d+)/.exec(line)?.[1] ?? 0);
@@ -30,14 +30,14 @@ const repeatsOf = (line: string) => Number(/ repeats=(\d+)/.exec(line)?.[1] ?? 0
 describe('Audit: once per key and interval', () => {
   it('logs the first occurrence at once, with scope, chain and container', () => {
     const { audit, lines } = setup();
-    audit.note('nobody', ev('bob@other.org', { container: '3f2a91c07d1e5b7f00000000', pid: 42 }));
+    audit.note('nobody', ev('bob@other.org', { requester: { container: { id: '3f2a91c07d1e5b7f00000000', runtime: 'docker' }, pid: 42 } }));
     assert.deepEqual(lines, ['<6>audit.nobody iface=keyring-nfs scope=host kind=name-to-uid query=bob@other.org reason="no source knows it" chain=files,nss container=3f2a91c07d1e pid=42']);
   });
 
   it('repeats within the interval are counted, not logged; the sweep after it reports them once', () => {
     const { audit, lines, clock } = setup();
     for (let i = 0; i < 18; i++) {
-      audit.note('nobody', ev('bob@other.org', { pid: 100 + i }));
+      audit.note('nobody', ev('bob@other.org', { requester: { pid: 100 + i } }));
       clock.t += 1000;
     }
     assert.equal(lines.length, 1);
@@ -83,6 +83,18 @@ describe('Audit: once per key and interval', () => {
     assert.equal(accounted, n);
   });
 
+  it('reads the requester (a lazy context may read /proc for it) only for a line written', () => {
+    const { audit, lines, clock } = setup();
+    let reads = 0;
+    const requester = { get pid() { reads++; return 42; }, get container() { reads++; return undefined; } };
+    for (let i = 0; i < 100; i++) audit.note('nobody', ev('bob@other.org', { requester }));
+    assert.equal(reads, 2, 'the first line only');
+    clock.t += 60_000;
+    audit.sweep();
+    assert.equal(reads, 4, 'and the summary line');
+    assert.equal(lines.length, 2);
+  });
+
   it('keys differ by kind, interface, scope and query', () => {
     const { audit, lines } = setup();
     audit.note('nobody', ev('a@x'));
@@ -113,6 +125,15 @@ describe('Audit: once per key and interval', () => {
 });
 
 describe('Audit: bounded memory', () => {
+  it('a long query (a hostile key description) is cut in the key and the line', () => {
+    const { audit, lines } = setup();
+    audit.note('refused', { iface: 'keyring-nfs', kind: 'id_resolver', query: 'x'.repeat(4000), reason: 'malformed' });
+    audit.note('refused', { iface: 'keyring-nfs', kind: 'id_resolver', query: 'x'.repeat(3000), reason: 'malformed' });
+    assert.equal(lines.length, 1, 'the same first 256 characters: one key');
+    assert.ok(lines[0]!.length < 400, `${lines[0]!.length} characters`);
+    assert.match(lines[0]!, /query="x{256}…" /);
+  });
+
   it('past maxKeys, new keys are counted and reported as one overflow line per sweep', () => {
     const { audit, lines, clock } = setup({ maxKeys: 100 });
     for (let i = 0; i < 10_000; i++) audit.note('refused', { iface: 'keyring-nfs', kind: 'id_resolver', query: `garbage${i}`, reason: 'malformed' });

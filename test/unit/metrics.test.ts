@@ -14,7 +14,9 @@ import { IFACE, LOOKUP_OUTCOMES, Metrics, NO_SCOPE, OUTCOME, type LookupOutcome 
 import { hitRatio, takeSnapshot } from '../../src/metrics/snapshot.js';
 import { SourceFault, type Source } from '../../src/providers/source.js';
 import { staticKind } from '../../src/providers/static.js';
+import { checkPolicy } from '../../src/resolver/policy/check.js';
 import { compilePolicy } from '../../src/resolver/policy/compile.js';
+import { formatFinding, validatePolicyText } from '../../src/resolver/policy/load.js';
 import { Policy } from '../../src/resolver/policy/schema.js';
 import { Resolver, TIMING_EVERY } from '../../src/resolver/resolver.js';
 import type { Interface } from '../../src/types.js';
@@ -198,6 +200,19 @@ describe('metrics.listen', () => {
   it('loopback: 127/8, ::1, localhost', () => {
     assert.deepEqual(['127.0.0.1', '127.1.2.3', '::1', 'localhost', '0.0.0.0', '10.0.0.1', '::'].map(isLoopback), [true, true, true, true, false, false, false]);
   });
+  it('policy check warns about an endpoint beyond loopback, at its line', () => {
+    const findings = (text: string) => {
+      const r = validatePolicyText(text, 'p.yaml');
+      assert.ok(r.ok);
+      return checkPolicy(r.policy).map(formatFinding);
+    };
+    assert.deepEqual(findings('metrics: { listen: ":9851" }\n'), []);
+    assert.deepEqual(findings('metrics:\n  listen: "[::1]:9851"\n'), []);
+    const w = findings('metrics:\n  listen: 0.0.0.0:9851\n');
+    assert.equal(w.length, 1);
+    assert.match(w[0]!, /^p\.yaml:2:11: warning: metrics\.listen: the metrics endpoint listens on 0\.0\.0\.0:9851, beyond this host/);
+  });
+
   it('the policy: the block alone means the default address; a bad one is a schema error', () => {
     assert.deepEqual(compilePolicy(Policy.parse({ metrics: {} }), { log: silentLogger, hostDomain: () => 'x' }).metrics, { host: '127.0.0.1', port: 9851 });
     assert.equal(compilePolicy(Policy.parse({}), { log: silentLogger, hostDomain: () => 'x' }).metrics, undefined);

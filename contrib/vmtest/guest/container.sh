@@ -47,20 +47,25 @@ chown 2001:3001 "$SRV/f_ann"
 ls -ln "$SRV"
 
 step "c1: does nsidmapd serve c1's nfsd channels?"
-if ! wait_served "^nfsd $NETNS " 15; then
+if ! wait_served "^nfsd $NETNS " 25; then
   skip_all "nsidmapd does not serve the nfsd channels of another network namespace yet (idmapctl status: no nfsd for netns $NETNS)"
   exit 0
 fi
 served | grep " $NETNS "
 
 step "c1: the NFSv4 client identifier (/sys/fs/nfs/net/nfs_client/identifier)"
-ident=
-for _ in $(seq 15); do
-  ident=$(cat /sys/fs/nfs/net/nfs_client/identifier 2>/dev/null)
-  [ -n "$ident" ] && [ "$ident" != "(null)" ] && break
-  ident=; sleep 1
-done
-claimed=$(served | awk -v ns="$NETNS" '$1 == "clientid" && $2 == ns { print $3 }')
+# It must be in place before the first mount (EXCHANGE_ID). Waited for only when the daemon sets
+# identifiers at all (its status shows one for some namespace).
+ident= claimed=
+if served | grep -q '^clientid '; then
+  for _ in $(seq 15); do
+    claimed=$(served | awk -v ns="$NETNS" '$1 == "clientid" && $2 == ns { print $3 }')
+    ident=$(cat /sys/fs/nfs/net/nfs_client/identifier 2>/dev/null)
+    [ -n "$claimed" ] && [ -n "$ident" ] && [ "$ident" != "(null)" ] && break
+    sleep 1
+  done
+fi
+[ "$ident" = "(null)" ] && ident=
 echo "sysfs: '${ident:-(null)}', nsidmapd: '${claimed:-none}'"
 
 step "c1: mount c1's export over c1's loopback"

@@ -26,7 +26,7 @@ expect() { if [ "$2" = "$3" ]; then ok "$1"; else not_ok "$1" "got '$2', want '$
 # CPU seconds nsidmapd used so far (user+system, from /proc/PID/stat; USER_HZ is 100 on x86)
 nsidmapd_cpu() { [ -n "$NSIDMAPD_PID" ] && awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$NSIDMAPD_PID/stat" 2>/dev/null; }
 
-collect_logs() { cp "$LOGS"/*.log "$OUT/" 2>/dev/null; sync; }
+collect_logs() { cp "$LOGS"/* "$OUT/" 2>/dev/null; sync; }
 
 # ---- the guest's identities: the client's users (ls -l shows their names), see fixtures/policy.yaml ----
 add_client_users() {
@@ -68,13 +68,13 @@ start_syslog() {
 NSIDMAPD_PID= NSIDMAPD_T0=
 nsidmapd_launch() {
   NSIDMAPD_T0=$(uptime_s)
-  ROOT=$ROOT "$NODE" --optimize-for-size "$GUEST/zz-preview-daemon.mjs" \
-    >> "$LOGS/nsidmapd.log" 2>&1 &
+  "$NODE" --optimize-for-size "$ROOT/dist/src/daemon/main.js" --policy /etc/nsidmap/policy.yaml \
+    --log-level debug >> "$LOGS/nsidmapd.log" 2>&1 &
   NSIDMAPD_PID=$!
 }
 nsidmapd_ready() {
   local t0=$NSIDMAPD_T0
-  for _ in $(seq 600); do
+  for _ in $(seq 900); do
     grep -q 'daemon.ready' "$LOGS/nsidmapd.log" 2>/dev/null && break
     kill -0 "$NSIDMAPD_PID" 2>/dev/null || break
     sleep 0.1
@@ -111,9 +111,12 @@ daemon_mapped() { # daemon_mapped IFACE QUERY
   grep -F " iface=$1 " "$LOGS/nsidmapd.log" | grep -F ' outcome=mapped ' | grep -Eq -- " query=$q( |\$)"
 }
 
-# log_has WORD...: a line of the daemon's log holds every word (` word ` or at the end of line)
+# log_has WORD...: a line of the daemon's log holds every word (` word ` or at the end of line);
+# only lines after the last log_mark (clear it with LOG_FROM=1)
+LOG_FROM=1
+log_mark() { LOG_FROM=$(( $(wc -l < "$LOGS/nsidmapd.log") + 1 )); }
 log_has() {
-  local lines; lines=$(cat "$LOGS/nsidmapd.log")
+  local lines; lines=$(tail -n +"$LOG_FROM" "$LOGS/nsidmapd.log")
   for w in "$@"; do lines=$(grep -F -- " $w" <<<"$lines" | grep -E -- " $(printf '%s' "$w" | sed 's/[.[*^$\\]/\\&/g')( |\$)"); done
   [ -n "$lines" ]
 }

@@ -20,7 +20,7 @@ import type { Logger } from '../../log.js';
 import { parseSid } from '../../sid.js';
 import { isValidId, type Entity, type Sid } from '../../types.js';
 import type { SourceKind } from '../kind.js';
-import { SourceFault, type Source, type SourceEntry, type SourceEnv, type SourceHealth, type SourceMetrics } from '../source.js';
+import { SourceFault, type NameHint, type Source, type SourceEntry, type SourceEnv, type SourceHealth, type SourceMetrics } from '../source.js';
 import { attributeMap, DEFAULT_POOL, DEFAULT_SIZE_LIMIT, DEFAULT_TIMEOUT_MS, ldapSchema, urisOf, type AttributeMap, type LdapConfig } from './config.js';
 import { idOf, localPart, rdnValue, sidBytes, sidOf, smallest, stringValues } from './entry.js';
 import { and, eq, isWellFormed, not, or, parseFilter, present, startsWith } from './filter.js';
@@ -168,10 +168,10 @@ export class LdapSource implements Source {
 
   // ---- the four lookups ----
 
-  async byName(entity: Entity, name: string): Promise<SourceEntry | undefined> {
+  async byName(entity: Entity, name: string, hint?: NameHint): Promise<SourceEntry | undefined> {
     if (name === '' || name.length > NAME_MAX || !isWellFormed(name)) return undefined;
     const m = this.maps[entity];
-    const found = (await this.search(m, this.nameFilter(m, name))).filter((f) => f.names.some((n) => this.sameName(n, name)));
+    const found = (await this.search(m, this.nameFilter(m, name, hint?.domain))).filter((f) => f.names.some((n) => this.sameName(n, name)));
     const one = this.single(found, `${entity} name ${JSON.stringify(name)}`);
     if (!one) return undefined;
     return { id: one.id, name: one.names.find((n) => this.sameName(n, name))! };
@@ -237,10 +237,14 @@ export class LdapSource implements Source {
    * an entry that has one is found by it only, and one without it by its name attribute — so
    * that name → id → name goes through the same attribute both ways.
    */
-  private nameFilter(m: EntityMap, name: string): string {
+  private nameFilter(m: EntityMap, name: string, domain?: string): string {
     const v4 = this.attrs.nfsv4Name;
     const byName = eq(m.name, name);
-    const match = v4 === undefined ? byName : or(startsWith(v4, `${name}@`), and(not(present(v4)), byName));
+    // With the domain known, equality on the whole `name@domain`: umich's NFSv4Name has an
+    // EQUALITY rule (caseIgnoreIA5Match) and no SUBSTR rule, so a substring filter on it is
+    // Undefined and matches nothing on a directory loaded with the real schema.
+    const v4Match = v4 === undefined ? undefined : domain !== undefined ? eq(v4, `${name}@${domain}`) : startsWith(v4, `${name}@`);
+    const match = v4 === undefined || v4Match === undefined ? byName : or(v4Match, and(not(present(v4)), byName));
     return and(eq('objectClass', m.objectClass), match);
   }
 

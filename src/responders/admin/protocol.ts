@@ -38,6 +38,13 @@ const Upcall = z.strictObject({
   keyType: z.enum(['id_resolver', 'cifs.idmap']),
   descriptionHex: z.string().regex(/^([0-9a-fA-F]{2}){1,4096}$/),
   pid: z.number().int().positive().optional(),
+  /**
+   * Instead of pid: the authorisation key (KEY_SPEC_REQKEY_AUTH_KEY) and the key being
+   * constructed, whose /proc/keys line names the requester's pid. The daemon reads it only when
+   * a log line or audit event needs the requester (src/responders/keyring/requester.ts).
+   */
+  authKey: z.number().int().positive().max(0x7fffffff).optional(),
+  keySerial: z.number().int().positive().max(0x7fffffff).optional(),
 });
 const Simple = z.strictObject({ id: z.number().int(), op: z.enum(['ping', 'status', 'reload', 'cache.stats', 'stats']) });
 const CacheList = z.strictObject({ id: z.number().int(), op: z.literal('cache.list'), scope: z.string().optional(), prefix: z.string().optional(), limit: z.number().int().positive().max(1_000_000).optional() });
