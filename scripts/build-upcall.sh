@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Compile keyring/nsidmap-upcall.c (run by `npm run build`, after tsc; and by contrib/install.sh).
 #
-#   scripts/build-upcall.sh [--out PATH] [--node PATH] [--fallback PATH] [--dry-run]
+#   scripts/build-upcall.sh [--out PATH] [--node PATH] [--fallback PATH] [--link static|dynamic] [--dry-run]
 #
 #   --out       the helper to write (default: dist/keyring/nsidmap-upcall in this checkout)
 #   --node      the node the in-process fallback runs (default: the node on PATH, symlinks resolved)
 #   --fallback  the fallback script (default: this checkout's dist/keyring/upcall.js)
 #   --dry-run   print the compile command, write nothing
+#   --link static|dynamic   static (default: a static PIE where one can be linked) or dynamic;
+#               also NSIDMAP_UPCALL_LINK from the environment
 #
 # The helper runs under /sbin/request-key with PATH=/sbin:/bin:/usr/sbin:/usr/bin and HOME=/, so
 # the node binary and the fallback script are compiled in as absolute paths. Moving the checkout or
@@ -14,23 +16,26 @@
 #
 # Linked as a static PIE where the C library allows it (glibc's libc.a, i.e. libc6-dev): an upcall
 # forks and execs the helper every time, and with no ld.so to map libc and relocate it, one exec
-# costs ~130 µs less here (~480 instead of ~610 µs, measured with bench/upcall.ts and perf stat).
+# costs ~130 µs less here (fork+exec+exit of `nsidmap-upcall --help`: ~480 instead of ~610 µs,
+# medians of 1200 interleaved runs; ~0.1 ms less per upcall in bench/upcall.ts).
 # The helper calls nothing that needs NSS or dlopen, which static glibc cannot do. Still PIE, with
 # full RELRO (-z relro -z now) and the fortify/stack-protector checks. Where no static PIE can be
 # linked (no libc.a, an old toolchain) it is linked dynamically, as before, and says so on stdout.
+# The price of static: a glibc security update reaches the helper only when it is built again
+# (packagers who want it to follow libc6 pass --link dynamic).
 set -euo pipefail
 
 die() { echo "build-upcall: $*" >&2; exit 1; }
 
-out= node= fallback= dry=0
+out= node= fallback= dry=0 link_mode=${NSIDMAP_UPCALL_LINK:-static}
 while [ $# -gt 0 ]; do
   case $1 in
-    --out|--node|--fallback)
+    --out|--node|--fallback|--link)
       [ $# -ge 2 ] || die "$1 needs a value"
-      case $1 in --out) out=$2 ;; --node) node=$2 ;; --fallback) fallback=$2 ;; esac
+      case $1 in --out) out=$2 ;; --node) node=$2 ;; --fallback) fallback=$2 ;; --link) link_mode=$2 ;; esac
       shift 2 ;;
     --dry-run) dry=1; shift ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument \"$1\" (see --help)" ;;
   esac
 done
@@ -72,14 +77,18 @@ cflags=(-std=c11 -Wall -Wextra -Wformat=2 -Wshadow -O2
   -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE -Wl,-z,relro,-z,now ${CFLAGS:-})
 defs=("-DNSIDMAP_NODE=\"$node\"" "-DNSIDMAP_FALLBACK=\"$fallback\"")
 
+case $link_mode in static|dynamic) ;; *) die "--link static or dynamic, not \"$link_mode\"" ;; esac
 # Can a static PIE be linked here? A probe, so that a real error in the helper is reported once.
-link=(-static-pie)
+link=(-pie)
 probe_dir=$(mktemp -d)
 trap 'rm -rf "$probe_dir"' EXIT
-printf '#include <stdio.h>\nint main(void) { return puts("") < 0; }\n' >"$probe_dir/probe.c"
-if ! "$cc" "${cflags[@]}" -static-pie -o "$probe_dir/probe" "$probe_dir/probe.c" >/dev/null 2>&1 || ! "$probe_dir/probe" >/dev/null 2>&1; then
-  link=(-pie)
-  echo "build-upcall: no static PIE can be linked here (is libc6-dev's libc.a installed?): linking dynamically, ~0.1 ms slower per upcall"
+if [ "$link_mode" = static ]; then
+  link=(-static-pie)
+  printf '#include <stdio.h>\nint main(void) { return puts("") < 0; }\n' >"$probe_dir/probe.c"
+  if ! "$cc" "${cflags[@]}" -static-pie -o "$probe_dir/probe" "$probe_dir/probe.c" >/dev/null 2>&1 || ! "$probe_dir/probe" >/dev/null 2>&1; then
+    link=(-pie)
+    echo "build-upcall: no static PIE can be linked here (is libc6-dev's libc.a installed?): linking dynamically, ~0.1 ms slower per upcall"
+  fi
 fi
 
 cmd=("$cc" "${cflags[@]}" "${link[@]}" "${defs[@]}")

@@ -168,16 +168,22 @@ export class Resolver {
   private prepare(req: Request, scope: CompiledScope, ctx: Context): Query | Early {
     const entity = entityOf(req.kind);
     const method = METHOD[req.kind];
-    if ('name' in req) return this.prepareName(req.kind, req.name, scope, entity);
+    if ('name' in req) return this.prepareName(req.kind, req.name, scope, entity, ctx);
     if ('sid' in req) return { method, entity, arg: req.sid, key: cacheKey(scope, req.kind, req.sid) };
     const dirId = this.idToSource(req.id, scope, ctx, entity);
     if (typeof dirId !== 'number') return dirId;
     return { method, entity, arg: dirId, key: cacheKey(scope, req.kind, String(dirId)) };
   }
 
-  private prepareName(kind: LookupKind, name: string, scope: CompiledScope, entity: Entity): Query | Early {
-    // The kernel passes numeric strings through as ids (fs/nfs/nfs4idmap.c nfs_map_string_to_numeric).
-    if (NUMERIC.test(name) && Number(name) <= 0xfffffffe) return { early: 'mapped', reason: 'numeric name taken as an id', value: Number(name) };
+  private prepareName(kind: LookupKind, name: string, scope: CompiledScope, entity: Entity, ctx: Context): Query | Early {
+    if (NUMERIC.test(name) && Number(name) <= 0xfffffffe) {
+      // nfsd hands us a numeric owner only when numeric ids are turned off (nfs4_disable_idmapping=N):
+      // a client that could not name its user sent the raw number. Taking it as an id would let
+      // `chown` to an unmappable user land as that number; refuse it, as rpc.idmapd does.
+      if (ctx.iface === 'nfsd') return { early: 'negative', reason: `numeric owner "${name}" refused on nfsd (rpc.idmapd does the same; numeric ids are accepted only with nfs4_disable_idmapping=Y, in the kernel)` };
+      // The client kernel passes numeric strings through as ids (fs/nfs/nfs4idmap.c nfs_map_string_to_numeric).
+      return { early: 'mapped', reason: 'numeric name taken as an id', value: Number(name) };
+    }
     const at = name.lastIndexOf('@');
     if (at <= 0) return { early: 'negative', reason: at < 0 ? `"${name}" has no @domain` : `"${name}" has an empty local part` };
     const domain = name.slice(at + 1).toLowerCase();

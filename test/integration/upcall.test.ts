@@ -457,6 +457,42 @@ cache: { path: ${s.path('fallback.sqlite')} }
       await new Promise<void>((r) => silent.close(() => r()));
     }
   });
+
+  it('the requester goes as the auth key (the daemon reads /proc/keys only if it logs); a daemon that knows only "pid" is asked again with it', async () => {
+    // a scripted daemon of the time before authKey/keySerial: zod's strict object refused them
+    const asked: Record<string, unknown>[] = [];
+    const old: Server = createServer((c) => {
+      let buf = '';
+      c.on('data', (d) => {
+        buf += d.toString('utf8');
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        const req = JSON.parse(buf.slice(0, nl)) as Record<string, unknown>;
+        asked.push(req);
+        c.end(
+          'authKey' in req
+            ? '{"id":1,"ok":false,"error":{"code":"NSIDMAP_EREQUEST","message":"Unrecognized keys: \\"authKey\\", \\"keySerial\\""}}\n'
+            : `{"id":1,"ok":true,"result":{"action":"instantiate","payload":"${hex('alice@example.com')}","timeout":1357}}\n`, // shows as 22m (EXPIRY_POSITIVE)
+        );
+      });
+    });
+    rmSync(s.path('admin.sock'), { force: true });
+    await new Promise<void>((r) => old.listen(s.path('admin.sock'), r));
+    try {
+      const u = await upcall('user:1001');
+      assertPositive(u, hex('alice@example.com'));
+      assert.equal(asked.length, 2, JSON.stringify(asked));
+      // root asked (keyctl as root): the daemon can read the auth key's line itself
+      assert.equal(typeof asked[0]!.authKey, 'number');
+      assert.equal(typeof asked[0]!.keySerial, 'number');
+      assert.equal(asked[0]!.pid, undefined);
+      // asked again in the old form, with the pid the helper read from /proc/keys
+      assert.equal(asked[1]!.pid, u.pid);
+      assert.equal(asked[1]!.authKey, undefined);
+    } finally {
+      await new Promise<void>((r) => old.close(() => r()));
+    }
+  });
 });
 
 // ---- the helper's reading of daemon replies (no kernel, no root) --------------------------------

@@ -232,6 +232,13 @@ if command -v systemd-analyze >/dev/null; then
     env MANPATH="$root/usr/share/man" systemd-analyze verify "$root/lib/systemd/system/nsidmapd.service"
 fi
 
+echo "# dpkg -i over the installed package (an upgrade: prerm upgrade, postinst configure <old>)"
+echo "# admin edit" >>"$root/etc/nsidmap/policy.yaml"
+out=$(in_root dpkg -i --force-confold /tmp/nsidmap.deb 2>&1)
+expect "upgrade in place succeeds" "$?" 0
+check "… the admin's edit of the policy (a conffile) is kept" grep -q '^# admin edit' "$root/etc/nsidmap/policy.yaml"
+expect "… the rules stay in force" "$(active_rules id_resolver)" "/etc/request-key.d/nsidmap.conf:/usr/lib/nsidmap/bin/nsidmap-upcall"
+
 echo "# dpkg -r"
 out=$(in_root dpkg -r nsidmap 2>&1)
 expect "dpkg -r nsidmap succeeds" "$?" 0

@@ -10,7 +10,7 @@
 # including the failures docs/troubleshooting.md shows (its outputs come from the transcript).
 #
 # Environment: NSIDMAP_DEB (a package, default: build one), VMTEST_WORK (contrib/vmtest's work dir:
-# kernel and initramfs cache), NSIDMAP_VM_TIMEOUT (seconds, default 420).
+# kernel and initramfs cache), NSIDMAP_VM_TIMEOUT (seconds, default 600).
 # Output: `N passed, N failed`; transcript.txt, journal.txt, nsidmapd.log under $VMTEST_WORK/out-package.
 set -uo pipefail
 export LC_ALL=C
@@ -41,7 +41,7 @@ kv=${kdir##*/kernel-}
 out=$work/out-package
 rm -rf "$out" && mkdir -p "$out"
 echo "# booting $kv with systemd as PID 1 (console: $work/console-package.log)"
-timeout -k 10 "${NSIDMAP_VM_TIMEOUT:-420}" qemu-system-x86_64 \
+timeout -k 10 "${NSIDMAP_VM_TIMEOUT:-600}" qemu-system-x86_64 \
   -accel tcg,thread=multi -smp 2 -m 2048 -cpu max \
   -nodefaults -display none -no-reboot -monitor none -serial "file:$work/console-package.log" \
   -kernel "$kdir/boot/vmlinuz-$kv" -initrd "$initrd" \

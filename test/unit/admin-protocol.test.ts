@@ -150,3 +150,19 @@ describe('encode', () => {
     assert.deepEqual(JSON.parse(encode(errorResponse(3, 'NSIDMAP_EREQUEST', 'bad'))), { id: 3, ok: false, error: { code: 'NSIDMAP_EREQUEST', message: 'bad' } });
   });
 });
+
+describe('decodeRequest: upcall', () => {
+  const base = { id: 1, op: 'upcall', keyType: 'id_resolver', descriptionHex: Buffer.from('uid:alice@example.com').toString('hex') };
+  it('takes the requester as a pid, or as the auth key and target serial whose /proc/keys line names it', () => {
+    for (const extra of [{}, { pid: 1234 }, { authKey: 0x2c3c8502, keySerial: 0x21d8eb56 }]) {
+      const d = decodeRequest(JSON.stringify({ ...base, ...extra }));
+      assert.equal(d.ok, true, JSON.stringify(extra));
+    }
+  });
+  it('refuses serials that are not positive 32-bit key serials', () => {
+    for (const extra of [{ authKey: 0, keySerial: 1 }, { authKey: 1, keySerial: -5 }, { authKey: 2 ** 31, keySerial: 1 }, { authKey: 1.5, keySerial: 1 }, { authKey: '1', keySerial: 1 }]) {
+      const d = decodeRequest(JSON.stringify({ ...base, ...extra }));
+      assert.equal(d.ok, false, JSON.stringify(extra));
+    }
+  });
+});

@@ -238,6 +238,15 @@ describe('NFSv4 names', () => {
     assertAnswer(await h.ask('name-to-uid', '@example.com', 'nfsd'), { outcome: 'negative', value: undefined });
   });
 
+  it('refuses a numeric owner on nfsd (a client that could not name its user sent the raw number)', async () => {
+    const spy = new Spy('dir', DIRECTORY);
+    const h = harness(policy, { dir: spy });
+    const a = await h.ask('name-to-uid', '7666', 'nfsd');
+    assertAnswer(a, { outcome: 'negative', value: undefined });
+    assert.match(a.reason ?? '', /numeric owner "7666" refused on nfsd/);
+    assert.equal(spy.calls.length, 0);
+  });
+
   for (const [name, id] of [['1000', 1000], ['0', 0], ['4294967294', 4294967294]] as const) {
     it(`takes the numeric name "${name}" as the id ${id}, asking no source`, async () => {
       const spy = new Spy('dir', DIRECTORY);
@@ -336,7 +345,8 @@ describe('what a lookup nothing maps answers', () => {
     { iface: 'nfsd', kind: 'uid-to-name', query: 4242, outcome: 'nobody', value: nobodyName },
     { iface: 'nfsd', kind: 'gid-to-name', query: 4242, outcome: 'nobody', value: 'nogroup@example.com' },
     { iface: 'pipefs', kind: 'name-to-uid', query: 'ghost@example.com', outcome: 'nobody', value: 65534 },
-    { iface: 'pipefs', kind: 'uid-to-name', query: 4242, outcome: 'nobody', value: nobodyName },
+    // negative, unlike rpc.idmapd: the kernel asks the pipe after a failed id_resolver key too
+    { iface: 'pipefs', kind: 'uid-to-name', query: 4242, outcome: 'negative' },
     { iface: 'keyring-cifs', kind: 'sid-to-uid', query: unknownSid, outcome: 'negative' },
     { iface: 'keyring-cifs', kind: 'sid-to-gid', query: unknownSid, outcome: 'negative' },
     { iface: 'keyring-cifs', kind: 'uid-to-sid', query: 4242, outcome: 'negative' },
@@ -371,8 +381,8 @@ describe('what a lookup nothing maps answers', () => {
       scopes: [{ name: 'host', providers: ['dir'], nobody: { user: 'nfsnobody', group: 65001 } }],
     });
     assertAnswer(await h.ask('name-to-uid', 'ghost@example.com', 'pipefs'), { outcome: 'nobody', value: 65000 });
-    assertAnswer(await h.ask('uid-to-name', 4242, 'pipefs'), { outcome: 'nobody', value: 'nfsnobody@example.com' });
-    assertAnswer(await h.ask('gid-to-name', 4242, 'pipefs'), { outcome: 'nobody', value: 'nfsnogroup@example.com' });
+    assertAnswer(await h.ask('uid-to-name', 4242, 'nfsd'), { outcome: 'nobody', value: 'nfsnobody@example.com' });
+    assertAnswer(await h.ask('gid-to-name', 4242, 'nfsd'), { outcome: 'nobody', value: 'nfsnogroup@example.com' });
   });
 
   it('does not keep the fallback nobody after a fault: once the source is back, nobody is looked up again', async () => {

@@ -48,7 +48,7 @@ finish() {
 T_BOOT=$(uptime_s)
 echo "guest: $(uname -r), suite $SUITE, project $ROOT, up ${T_BOOT}s"
 if [ -z "$SUITE" ] || [ ! -f "$GUEST/$SUITE.sh" ] || [ ! -d "$ROOT/dist" ]; then
-  not_ok "$SUITE: guest setup (suite script or $ROOT/dist missing)"
+  not_ok "guest setup (suite script or $ROOT/dist missing)"
 else
   # shellcheck disable=SC1090
   . "$GUEST/$SUITE.sh"

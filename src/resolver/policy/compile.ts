@@ -19,14 +19,18 @@ export type Direction = 'toId' | 'toName' | 'toSid';
 
 /**
  * What a lookup nothing maps answers when the scope does not say: as the tool each interface
- * replaces did (PROTOCOLS.md): nfsidmap's name→id never fails (nobody) and its id→name leaves
- * the key negative; rpc.idmapd answers the pipe with nobody both ways; nfsd's nametoid stays
- * negative (a chown must not silently become nobody) and idtoname gives nobody; cifs.idmap fails.
+ * replaces did (PROTOCOLS.md), except where the kernel makes that unsafe. nfsidmap's name→id
+ * never fails (nobody) and its id→name leaves the key negative; nfsd's nametoid stays negative (a
+ * chown must not silently become nobody) and idtoname gives nobody; cifs.idmap fails.
+ * rpc_pipefs: name→id nobody as rpc.idmapd, but id→name NEGATIVE, unlike rpc.idmapd — the kernel
+ * asks the pipe after every failed id_resolver key too (fs/nfs/nfs4idmap.c falls back to the
+ * legacy upcall), so a nobody there would turn `chown unmappable-user` into a file owned by
+ * nobody instead of EINVAL (seen against the real kernel in the VM test).
  */
 export const UNMAPPED_DEFAULTS: Record<Interface, Record<Direction, Unmapped>> = {
   'keyring-nfs': { toId: 'nobody', toName: 'negative', toSid: 'negative' },
   'keyring-cifs': { toId: 'negative', toName: 'negative', toSid: 'negative' },
-  pipefs: { toId: 'nobody', toName: 'nobody', toSid: 'negative' },
+  pipefs: { toId: 'nobody', toName: 'negative', toSid: 'negative' },
   nfsd: { toId: 'negative', toName: 'nobody', toSid: 'negative' },
   admin: { toId: 'negative', toName: 'negative', toSid: 'negative' },
 };
