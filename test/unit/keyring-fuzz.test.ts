@@ -22,26 +22,14 @@ import { CIFS_SID_SIZE, decodeSidBinary, encodeSidBinary, formatSid, parseSidPar
 import { ID_MAX, answerTypeOf } from '../../src/types.js';
 import type { Request } from '../../src/types.js';
 import { CAPTURED } from '../fixtures/keyring/captures.js';
+import { draws, fuzzSeed, prng } from '../helpers/prng.js';
 
-const SEED = Number(process.env['NSIDMAP_FUZZ_SEED'] ?? 0x6b657973) >>> 0;
+const SEED = fuzzSeed(0x6b657973);
 const DESCRIPTIONS = 120_000;
 const SIDS = 120_000;
 
-/** mulberry32: tiny, fast, and good enough to drive a fuzzer. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const rnd = prng(SEED);
-const int = (n: number): number => Math.floor(rnd() * n);
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+const { int, pick } = draws(rnd);
 
 const KEY_TYPES: readonly KeyType[] = ['id_resolver', 'cifs.idmap'];
 const PREFIXES = ['uid', 'gid', 'user', 'group', 'os', 'gs', 'oi', 'gi', 'UID', 'u', 'user ', '', 'o', 'si'];

@@ -20,25 +20,15 @@ import { ID_MAX } from '../../src/types.js';
 import { CAPTURED_NFSD } from '../fixtures/nfsd/captures.js';
 import { testEnv } from '../sim/env.js';
 import { kernelParseReply, kernelRequestKey, SimNfsd } from '../sim/kernel-nfsd.js';
+import { draws, fuzzSeed, prng } from '../helpers/prng.js';
 
-const SEED = Number(process.env['NSIDMAP_FUZZ_SEED'] ?? 0x6e667364) >>> 0;
+const SEED = fuzzSeed(0x6e667364);
 const INPUTS = 120_000;
 const THROUGH_RESPONDER = 3000;
 const EXPIRY = 1_900_000_000;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = prng(SEED);
-const int = (n: number): number => Math.floor(rnd() * n);
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+const { int, pick } = draws(rnd);
 const CACHES: readonly NfsdCache[] = ['idtoname', 'nametoid'];
 
 /** What a hostile or broken peer might put in a line, in pieces. */

@@ -19,24 +19,14 @@ import { ID_MAX } from '../../src/types.js';
 import { CAPTURED_PIPE } from '../fixtures/pipefs/captures.js';
 import { testEnv } from '../sim/env.js';
 import { SimPipefs } from '../sim/kernel-pipefs.js';
+import { draws, fuzzSeed, prng } from '../helpers/prng.js';
 
-const SEED = Number(process.env['NSIDMAP_FUZZ_SEED'] ?? 0x70697065) >>> 0;
+const SEED = fuzzSeed(0x70697065);
 const INPUTS = 120_000;
 const THROUGH_RESPONDER = 3000;
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 const rnd = prng(SEED);
-const int = (n: number): number => Math.floor(rnd() * n);
-const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+const { int, pick } = draws(rnd);
 
 /** Byte runs a name field may hold: plain, domain-ish, UTF-8, broken UTF-8, controls, NUL. */
 const NAME_PIECES: readonly Buffer[] = [

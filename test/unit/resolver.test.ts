@@ -19,6 +19,7 @@ import { compilePolicy, type CompiledPolicy } from '../../src/resolver/policy/co
 import { Policy } from '../../src/resolver/policy/schema.js';
 import { cacheKey, Resolver, type ResolveOptions } from '../../src/resolver/resolver.js';
 import type { Answer, Context, Entity, IdMapRange, Interface, LookupKind, Request, Sid } from '../../src/types.js';
+import { prng } from '../helpers/prng.js';
 
 // ------------------------------------------------------------------------------------ harness
 
@@ -844,17 +845,6 @@ describe('scope selection', () => {
 // ------------------------------------------------------------------------------------ invariant
 
 describe('invariant: a mapping within a scope is consistent both ways', () => {
-  /** mulberry32: a small seeded PRNG, so a failure can be reproduced */
-  function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
   const ALPHABET = 'abcdefghijklmnopqrstuvwxyz0123456789._-';
 
   /** n users with distinct names and distinct ids in [lo, hi] */
