@@ -26,7 +26,7 @@ async function inProcess(file: string, kind: string, value: string, p: Parsed): 
   await engine.start();
   try {
     const req = parseRequest(kind, value);
-    const ctx = buildContext(ifaceOf(p) ?? defaultInterface(req), int(p, 'ns'));
+    const ctx = buildContext(ifaceOf(p) ?? defaultInterface(req, int(p, 'ns')), int(p, 'ns'));
     const answer = await engine.resolver.resolve(req, ctx, { scope: str(p, 'scope'), explain: p.values['explain'] === true });
     return { answer, context: p.values['explain'] ? contextSummary(ctx) : undefined };
   } finally {
@@ -58,7 +58,7 @@ export const queryCommand: Command = {
   noun: 'query',
   verb: '',
   usage: 'idmapctl query KIND VALUE [--ns PID] [--scope NAME] [--as IFACE] [--explain] [--json] [--policy FILE]',
-  summary: `resolve one lookup. KIND: ${LOOKUP_KINDS.join(', ')}, or the keyring prefixes ${Object.keys(KIND_ALIASES).join(' ')}`,
+  summary: `resolve one lookup. KIND: ${LOOKUP_KINDS.join(', ')}, or the keyring prefixes ${Object.keys(KIND_ALIASES).join(' ')}. Answered as --as IFACE asks (default: as the keyring would; with --ns PID, as that process's namespace sees it: admin)`,
   example: 'idmapctl query uid alice@example.com --explain\n  idmapctl query sid-to-uid S-1-5-21-1-2-3-1001\n  idmapctl query user 1000 --ns 4242 --as pipefs',
   options: {
     ns: { type: 'string' },

@@ -22,7 +22,13 @@ export interface DaemonInfo {
   readonly socket: string;
 }
 
-export function defaultInterface(req: Request): Interface {
+/**
+ * The interface a query is answered as when the admin names none: as the kernel's keyring would
+ * ask — except with --ns PID, where the point is what that namespace sees (`admin`: requester
+ * conditions and `ids: container` apply, which they never do to host-wide keyring answers).
+ */
+export function defaultInterface(req: Request, nsPid?: number): Interface {
+  if (nsPid !== undefined) return 'admin';
   return req.kind.includes('sid') ? 'keyring-cifs' : 'keyring-nfs';
 }
 
@@ -101,7 +107,7 @@ function clientIdAdmin(clientIds: () => ClientIdAdmin | undefined): ClientIdAdmi
 
 async function resolveOp(engine: Engine, req: Extract<AdminRequest, { op: 'resolve' }>, log: Logger) {
   const request = parseRequest(req.kind, req.value);
-  const iface = req.iface ?? defaultInterface(request);
+  const iface = req.iface ?? defaultInterface(request, req.nsPid);
   const ctx = buildContext(iface, req.nsPid ?? req.pid);
   const answer = await engine.resolver.resolve(request, ctx, { scope: req.scope, explain: req.explain, admin: true });
   logAnswer(log, answer, ctx);

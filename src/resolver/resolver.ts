@@ -13,7 +13,7 @@ import type { Logger } from '../log.js';
 import { IFACE, Metrics, OUTCOME, type ScopeSlot } from '../metrics/registry.js';
 import { fromHost, toHost } from '../ns/idmap.js';
 import { SourceFault, type Source, type SourceEntry } from '../providers/source.js';
-import { isValidId, type Answer, type Context, type Entity, type ExplainStep, type LookupKind, type Outcome, type Request, entityOf, answerTypeOf, type CacheState } from '../types.js';
+import { HOST_WIDE_INTERFACES, isValidId, type Answer, type Context, type Entity, type ExplainStep, type LookupKind, type Outcome, type Request, entityOf, answerTypeOf, type CacheState } from '../types.js';
 import { requestValue } from './query.js';
 import { UNMAPPED_DEFAULTS, type CompiledPolicy, type CompiledScope, type Direction } from './policy/compile.js';
 import { nobodyOf, type NobodyValues } from './nobody.js';
@@ -428,8 +428,14 @@ function outcomeOf(a: Answer): number {
 /** Errors are kept briefly by the kernel: the next request retries. */
 export const DEFAULT_ERROR_TTL = 5;
 
+/**
+ * The reader's uid_map/gid_map for `ids: container`. Never for answers the kernel caches
+ * host-wide (keyrings, the pipe's id_legacy keys): those are read by every namespace, so
+ * translating them for the one that happened to ask would hand the others a wrong id.
+ */
 function readerMapOf(scope: CompiledScope, ctx: Context, entity: Entity) {
   if (scope.ids !== 'container' || !ctx.userns || ctx.userns.isInit) return undefined;
+  if (HOST_WIDE_INTERFACES.includes(ctx.iface)) return undefined;
   return entity === 'user' ? ctx.userns.uidMap : ctx.userns.gidMap;
 }
 

@@ -513,7 +513,14 @@ describe('ids: container', () => {
     scopes: [{ name: 'ns', ids: 'container', providers: ['dir'] }],
   };
   const table: Table = { users: { u5: 100_005, far: 300_000 }, groups: { g7: 100_007 } };
-  const reader: Context = { iface: 'pipefs', userns: userns([{ inside: 0, outside: 100_000, count: 65_536 }]) };
+  const reader: Context = { iface: 'nfsd', userns: userns([{ inside: 0, outside: 100_000, count: 65_536 }]) };
+
+  for (const iface of ['keyring-nfs', 'pipefs'] as const) {
+    it(`never translates for a ${iface} requester: the kernel caches that answer host-wide`, async () => {
+      const h = harness(policy, { dir: new Spy('dir', table) });
+      assertAnswer(await h.ask('name-to-uid', 'u5@example.com', { ...reader, iface }), { outcome: 'mapped', value: 100_005 });
+    });
+  }
 
   it("answers a host id in the reader's ids: host 100005 is 5 under uid_map 0 100000 65536", async () => {
     const h = harness(policy, { dir: new Spy('dir', table) });
@@ -543,7 +550,7 @@ describe('ids: container', () => {
 
   it('answers in host ids to a reader in the initial user namespace', async () => {
     const h = harness(policy, { dir: new Spy('dir', table) });
-    const init: Context = { iface: 'pipefs', userns: { inode: 4026531837, isInit: true, uidMap: [{ inside: 0, outside: 0, count: 4294967295 }], gidMap: [] } };
+    const init: Context = { iface: 'nfsd', userns: { inode: 4026531837, isInit: true, uidMap: [{ inside: 0, outside: 0, count: 4294967295 }], gidMap: [] } };
     assertAnswer(await h.ask('name-to-uid', 'u5@example.com', init), { outcome: 'mapped', value: 100_005 });
   });
 
