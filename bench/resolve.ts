@@ -100,6 +100,10 @@ async function daemonFigures(users: number): Promise<void> {
     }
     const fillSecs = (performance.now() - t1) / 1000;
     const after = await client.request<{ rss: number; heapUsed: number; cache: { entries: number } }>({ op: 'status' });
+    // steady state: V8's memory reducer returns pages a few seconds after a burst; measure again
+    await new Promise((r) => setTimeout(r, 12_000));
+    const settled = await client.request<{ rss: number; heapUsed: number }>({ op: 'status' });
+    console.log(`daemon RSS 12 s after the fill (idle): ${(settled.rss / 1048576).toFixed(0)} MB, JS heap ${(settled.heapUsed / 1048576).toFixed(0)} MB`);
     const smaps = readFileSync(`/proc/${child.pid}/smaps_rollup`, 'utf8');
     const anon = Number(/^Anonymous:\s+(\d+)/m.exec(smaps)?.[1] ?? 0) / 1024;
     console.log(`daemon RSS: ${(before.rss / 1048576).toFixed(0)} MB idle, ${(after.rss / 1048576).toFixed(0)} MB with ${after.cache.entries.toLocaleString('en')} entries cached, of which ${anon.toFixed(0)} MB private (anonymous; the rest is the node binary's shared file pages)`);
