@@ -10,7 +10,8 @@ export HOME=/root LANG=C LC_ALL=C
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t tmpfs -o mode=0755 tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# No tmpfs over /tmp: the root is already writable (a tmpfs overlay), and the project under test
+# may itself live in the host's /tmp (a CI clone does) — a fresh /tmp would hide it.
 ln -sf /proc/self/fd /dev/fd
 ln -sf /proc/self/fd/0 /dev/stdin; ln -sf /proc/self/fd/1 /dev/stdout; ln -sf /proc/self/fd/2 /dev/stderr
 
