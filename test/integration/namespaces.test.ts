@@ -25,6 +25,7 @@ import { ClientIdResponder } from '../../src/responders/uevent/clientid.js';
 import type { Uevent } from '../../src/responders/uevent/codec.js';
 import { UeventListener } from '../../src/responders/uevent/listener.js';
 import type { Context } from '../../src/types.js';
+import { childPids, comm } from '../helpers/proc.js';
 
 const ok = (cmd: string, ...args: string[]): boolean => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 const isRoot = process.getuid?.() === 0;
@@ -48,22 +49,6 @@ after(() => {
   for (const name of named) spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
   rmSync(tmp, { recursive: true, force: true });
 });
-
-function comm(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
 
 async function until<T>(what: string, probe: () => T | undefined | Promise<T | undefined>, ms = 5000): Promise<T> {
   const end = Date.now() + ms;

@@ -13,6 +13,7 @@ import { buildContext } from '../../src/ns/context.js';
 import { containerFromCgroup } from '../../src/ns/cgroup.js';
 import { fromHost, toHost } from '../../src/ns/idmap.js';
 import { USER_INIT_INO, readCgroup, readNsInode } from '../../src/ns/proc.js';
+import { childPids, comm } from '../helpers/proc.js';
 
 const REPO = fileURLToPath(new URL('../..', import.meta.url));
 const isRoot = process.getuid?.() === 0;
@@ -26,22 +27,6 @@ function killAll(): void {
     } catch {
       // already gone
     }
-  }
-}
-
-function comm(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
-  } catch {
-    return undefined;
-  }
-}
-
-function childPids(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').split(' ').filter(Boolean).map(Number);
-  } catch {
-    return [];
   }
 }
 
