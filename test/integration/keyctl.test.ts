@@ -16,6 +16,7 @@ import { after, before, beforeEach, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as keyctl from '../../src/responders/keyring/keyctl.js';
 import { KEY_SPEC, KeyctlError } from '../../src/responders/keyring/keyctl.js';
+import type { Report as HelperReport } from '../fixtures/keyring/request-key-helper.js';
 
 const PREFIX = `nsidmap-keyctl-test:${process.pid}`;
 const ROOT = resolve(fileURLToPath(new URL('../..', import.meta.url)));
@@ -247,17 +248,6 @@ describe('instantiate, negate, reject and authority through a real request-key u
     process.off('SIGINT', removeRuleAndDie);
     process.off('SIGTERM', removeRuleAndDie);
   });
-
-  interface HelperReport {
-    authBefore?: string;
-    authSerial?: number;
-    authDescribe?: string;
-    targetDescribe?: string;
-    requesterPid?: number;
-    authLine?: string;
-    steps: string[];
-    error?: string;
-  }
 
   function request(steps: string): { serial?: number; errno?: string; report?: HelperReport; desc: string } {
     const desc = uniq('rk');
