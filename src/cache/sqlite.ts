@@ -15,6 +15,9 @@ import type { CacheEntry, CacheFilter, CacheStats, CacheStore } from './store.js
 /** How long a writer waits for another process's lock before giving up (ms). */
 const BUSY_TIMEOUT_MS = 5000;
 
+/** SQLite's page cache per connection, in KiB (negative cache_size = KiB). */
+const PAGE_CACHE_KIB = 2048;
+
 /** Any BLOB sorts after every TEXT in SQLite: the upper bound for a prefix that has no end. */
 const AFTER_ALL_TEXT = Buffer.alloc(0);
 
@@ -166,6 +169,10 @@ function open(path: string): Database.Database {
     // NORMAL is durable across application crashes in WAL mode; a power cut may lose the last
     // writes, which for a cache only means asking the directory again.
     db.pragma('synchronous = NORMAL');
+    // better-sqlite3 builds SQLite with a 16 MiB page cache per connection; the memory front
+    // already holds the hot entries and the kernel caches the file, so SQLite's own stock 2 MiB
+    // is plenty (16 MiB was most of the daemon's malloc heap with 100k entries: bench/resolve).
+    db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
     migrate(db);
     return db;
   } catch (e) {

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -290,7 +290,11 @@ describe('UeventListener with real NETLINK_KOBJECT_UEVENT sockets', { skip }, ()
     await l.start();
     try {
       await l.watch('host', '/proc/self/ns/net');
+      const home = readlinkSync('/proc/thread-self/ns/net');
       await l.watch('child', `/proc/${s.sleeper}/ns/net`);
+      // the socket was made in the child's namespace by this very thread, which is back home
+      assert.equal(readlinkSync('/proc/thread-self/ns/net'), home);
+      assert.notEqual(readlinkSync(`/proc/${s.sleeper}/ns/net`), home);
       assert.deepEqual([...l.watching].sort(), ['child', 'host']);
       const [hostLo, childLo, devNull] = [randomUUID(), randomUUID(), randomUUID()];
       synth('/sys/class/net/lo/uevent', 'change', hostLo);

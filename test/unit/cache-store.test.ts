@@ -11,6 +11,7 @@ import { SqliteStore } from '../../src/cache/sqlite.js';
 import type { CacheEntry } from '../../src/cache/store.js';
 import { TieredStore, openCache } from '../../src/cache/tiered.js';
 import { runCacheStoreContract } from '../contract/cache-store.contract.js';
+import { draws, fuzzSeed, prng } from '../helpers/prng.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'nsidmap-cache-test-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -54,11 +55,13 @@ describe('SqliteStore on a file', () => {
     again.close();
   });
 
-  it('runs in WAL mode with synchronous NORMAL', () => {
+  it('runs in WAL mode with synchronous NORMAL and a 2 MiB page cache', () => {
     const store = new SqliteStore(tmpFile());
     assert.equal(store.db.pragma('journal_mode', { simple: true }), 'wal');
     assert.equal(store.db.pragma('synchronous', { simple: true }), 1);
     assert.ok(Number(store.db.pragma('busy_timeout', { simple: true })) > 0);
+    // better-sqlite3's build default is 16 MiB per connection (cache_size -16000)
+    assert.equal(store.db.pragma('cache_size', { simple: true }), -2048);
     store.close();
   });
 
@@ -183,6 +186,48 @@ describe('MemoryStore eviction', () => {
     assert.throws(() => new MemoryStore({ maxEntries: -1 }), RangeError);
     assert.throws(() => new MemoryStore({ maxEntries: 1.5 }), RangeError);
   });
+});
+
+describe('MemoryStore against a plain Map model (slot reuse, growth, eviction order)', () => {
+  for (const max of [Infinity, 37]) {
+    it(`agrees with the model over 20,000 random operations (maxEntries ${max})`, () => {
+      const seed = fuzzSeed(0x5107);
+      const { int, pick } = draws(prng(seed));
+      const store = new MemoryStore({ maxEntries: max });
+      const model = new Map<string, CacheEntry>();
+      const scopes = ['a', 'ab', 'b'];
+      for (let op = 0; op < 20_000; op++) {
+        const scope = pick(scopes);
+        // keys built by concatenation, as the resolver does
+        const key = scope + '\x1f' + 'name-to-uid' + '\x1f' + 'u' + String(int(300));
+        const r = int(100);
+        if (r < 60) {
+          const value = int(5) === 0 ? null : String(int(1e6));
+          const e: CacheEntry = { key, scope, value, source: value === null ? '' : pick(['files', 'nss', 'ldap']), stored: 1.7e12 + op, expires: 1.7e12 + op + int(1e6) + 0.5 };
+          store.set(e);
+          model.delete(key);
+          model.set(key, e);
+          if (model.size > max) model.delete(model.keys().next().value!);
+        } else if (r < 85) {
+          assert.deepEqual(store.get(key), model.get(key), `seed ${seed}, op ${op}: get ${key}`);
+        } else if (r < 95) {
+          assert.equal(store.delete(key), model.delete(key), `seed ${seed}, op ${op}: delete`);
+        } else {
+          const prefix = int(2) === 0 ? scope + '\x1fname-to-uid\x1fu1' : undefined;
+          const filter = int(3) === 0 ? { prefix } : { scope, prefix };
+          let n = 0;
+          for (const [k, e] of model) {
+            if (('scope' in filter && e.scope !== filter.scope) || (prefix !== undefined && !k.startsWith(prefix))) continue;
+            model.delete(k);
+            n++;
+          }
+          assert.equal(store.flush(filter), n, `seed ${seed}, op ${op}: flush`);
+        }
+      }
+      assert.deepEqual(store.list(), [...model.values()].sort((x, y) => (x.key < y.key ? -1 : 1)));
+      assert.deepEqual(store.stats(), { entries: model.size, negative: [...model.values()].filter((e) => e.value === null).length });
+    });
+  }
 });
 
 describe('TieredStore', () => {
