@@ -121,14 +121,14 @@ async function upcallOp(engine: Engine, req: Extract<AdminRequest, { op: 'upcall
   const ctx = buildLazyContext(iface, findPid, { fs: iface === 'keyring-nfs' ? 'nfs' : 'cifs' }, (e) => log.warn('upcall.requester', { error: (e as Error)?.message ?? String(e) }));
   const description = strictUtf8(Buffer.from(req.descriptionHex, 'hex'));
   const action = description === undefined
-    ? rejectUpcall(req.keyType, 'description is not valid UTF-8', ctx, log)
+    ? rejectUpcall(req.keyType, 'description is not valid UTF-8', ctx, log, engine.resolver.audit?.on('refused') === true)
     : await decideUpcall(engine.resolver, req.keyType, description, ctx, log);
   if (action.action === 'reject') refused(engine, req.keyType, description ?? `hex:${req.descriptionHex}`, action.reason, ctx);
   else if (action.answer) logAnswer(log, action.answer, ctx);
   return actionToWire(action);
 }
 
-/** A refused upcall: counted, and in the audit trail (rate-limited, unlike upcall.rejected). */
+/** A refused upcall: counted, and in the audit trail (rate-limited; upcall.rejected is then debug). */
 function refused(engine: Engine, keyType: string, description: string, reason: string, ctx: Context): void {
   const { metrics, audit } = engine.resolver;
   metrics.refused(ctx.iface, 'malformed');

@@ -373,8 +373,10 @@ cache: { path: ${s.path('fallback.sqlite')} }
     t.diagnostic(`through the daemon: median ${median(times).toFixed(1)} ms per case (the whole req.sh: keyctl session, request2, pipe, grep — not the upcall alone)`);
     const log = daemon.stderr.slice(from);
     for (const [d, re] of MALFORMED) {
-      const line = log.split('\n').find((l) => l.includes('upcall.rejected') && re.test(l));
+      // the audit trail's line (one per distinct description and interval), not a warning per upcall
+      const line = log.split('\n').find((l) => l.includes('audit.refused') && l.includes(` query=${d} `) && re.test(l));
       assert.ok(line, `the daemon logs the rejection of ${d}:\n${log}`);
+      assert.ok(!log.split('\n').some((l) => l.includes('WARN upcall.rejected') && re.test(l)), 'upcall.rejected is not a warning when the audit trail has it');
     }
   });
 

@@ -22,14 +22,21 @@ export const REJECT_TIMEOUT = 60;
 
 export const PROTO_KEY_TYPE: Record<'nfs' | 'cifs', KeyType> = { nfs: 'id_resolver', cifs: 'cifs.idmap' };
 
-export function rejectUpcall(keyType: KeyType, reason: string, ctx: Context, log: Logger): UpcallAction {
-  log.warn('upcall.rejected', { keyType, reason, pid: ctx.pid, container: ctx.container?.id.slice(0, 12) });
+/**
+ * `audited`: the caller's audit trail logs the refusal (the daemon: `audit.refused`, once per
+ * distinct description and interval), so this line drops to debug — at warn on every upcall it
+ * would let anyone who can request a key write the journal at will. Without an audit trail (the
+ * in-process fallback, or `audit.refused` turned off) it stays a warning.
+ */
+export function rejectUpcall(keyType: KeyType, reason: string, ctx: Context, log: Logger, audited = false): UpcallAction {
+  const level = audited ? 'debug' : 'warn';
+  if (log.on(level)) log[level]('upcall.rejected', { keyType, reason, pid: ctx.pid, container: ctx.container?.id.slice(0, 12) });
   return { action: 'reject', timeout: REJECT_TIMEOUT, reason };
 }
 
 export async function decideUpcall(resolver: Resolver, keyType: KeyType, description: string, ctx: Context, log: Logger): Promise<UpcallAction> {
   const dec = decodeDescription(keyType, description);
-  if (!dec.ok) return rejectUpcall(keyType, dec.reason, ctx, log);
+  if (!dec.ok) return rejectUpcall(keyType, dec.reason, ctx, log, resolver.audit?.on('refused') === true);
   const answer = await resolver.resolve(dec.request, ctx);
   if (answer.value === undefined) {
     const reason = answer.reason ?? answer.outcome;
