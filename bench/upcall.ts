@@ -2,7 +2,12 @@
  * bench/upcall — end-to-end keyring upcall latency, nsidmap against Debian's nfsidmap, through the
  * real /sbin/request-key (issue: median ≤ 0.8 × nfsidmap's).
  *
- *   sudo npx tsx bench/upcall.ts [--names 240] [--fallback 60] [--gap-ms 0] [--via syscall|keyctl] [--daemon-warmup 40]
+ *   sudo npx tsx bench/upcall.ts [--names 240] [--fallback 60] [--gap-ms 0] [--via syscall|keyctl] [--daemon-warmup 40] [--floor]
+ *
+ * --floor adds two rows next to the cold phase: the same helper talking to stand-ins that answer
+ * at once — a C server (bench/lib/instant-server.c, compiled for the run) and a minimal Node
+ * net.Server — the fastest that any daemon behind a socket, and any daemon in Node, can be on
+ * this machine. What is left above them is the daemon's own work.
  *
  * --via keyctl runs `keyctl request2 user <description> '' @s` for each lookup and times that
  * process instead of the syscall: the same upcall plus a fork/exec of keyctl(1) that costs both
@@ -49,8 +54,8 @@
  * The machinery (idmapd.conf and rules put back, the daemon, the timed lookup, the table) is
  * bench/lib/requestkey.ts, shared with bench/ldap's side-by-side with nfsidmap's umich_ldap.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -85,7 +90,7 @@ const UID_BASE = 60000;
 const WARMUP = 8;
 const RULE_PATTERN = `uid:${USER_PREFIX}*`;
 
-const args = parseArgs({ options: { names: { type: 'string', default: '240' }, fallback: { type: 'string', default: '60' }, 'gap-ms': { type: 'string', default: '0' }, via: { type: 'string', default: 'syscall' }, 'daemon-warmup': { type: 'string', default: '40' } } }).values;
+const args = parseArgs({ options: { names: { type: 'string', default: '240' }, fallback: { type: 'string', default: '60' }, 'gap-ms': { type: 'string', default: '0' }, via: { type: 'string', default: 'syscall' }, 'daemon-warmup': { type: 'string', default: '40' }, floor: { type: 'boolean', default: false } } }).values;
 const DAEMON_WARMUP = Number(args['daemon-warmup']);
 if (!(Number.isInteger(DAEMON_WARMUP) && DAEMON_WARMUP >= 0)) throw new Error('--daemon-warmup: a number of rounds, 0 for none');
 const GAP_MS = Number(args['gap-ms']);
@@ -155,6 +160,46 @@ async function warmDaemon(socket: string, names: readonly number[], rounds: numb
   return n;
 }
 
+// ---- --floor: stand-ins that answer at once ------------------------------------------------------
+
+/** The minimal Node server: what is left of a daemon in Node when it does no work at all. */
+const NODE_INSTANT = `
+const net = require('node:net');
+const [sock, prefix, base] = process.argv.slice(1);
+require('node:fs').rmSync(sock, { force: true });
+net.createServer((s) => {
+  let b = '';
+  s.setEncoding('utf8');
+  s.on('error', () => {});
+  s.on('data', (d) => {
+    b += d;
+    const nl = b.indexOf('\\n');
+    if (nl < 0) return;
+    const desc = Buffer.from(JSON.parse(b.slice(0, nl)).descriptionHex, 'hex').toString('latin1');
+    const m = desc.startsWith('uid:' + prefix) ? Number.parseInt(desc.slice(4 + prefix.length), 10) : NaN;
+    const result = Number.isNaN(m) ? { action: 'negate', timeout: 60, reason: 'unknown' } : { action: 'instantiate', payload: Buffer.from(String(Number(base) + m) + '\\0').toString('hex'), timeout: 600 };
+    s.end(JSON.stringify({ id: 1, ok: true, result }) + '\\n');
+  });
+}).listen(sock);
+`;
+
+/** Starts both stand-ins; resolves to their sockets once they listen. */
+async function startFloorServers(work: string): Promise<{ c: string; node: string }> {
+  const bin = join(work, 'instant-server');
+  execFileSync(process.env['CC'] ?? 'cc', ['-std=c11', '-O2', '-o', bin, join(new URL('.', import.meta.url).pathname, 'lib/instant-server.c')], { stdio: 'inherit' });
+  const socks = { c: join(work, 'instant-c.sock'), node: join(work, 'instant-node.sock') };
+  const kids = [
+    spawn(bin, [socks.c, USER_PREFIX, String(UID_BASE)], { stdio: 'ignore' }),
+    spawn(process.execPath, ['-e', NODE_INSTANT, socks.node, USER_PREFIX, String(UID_BASE)], { stdio: 'ignore' }),
+  ];
+  atCleanup('floor servers', () => kids.forEach((k) => k.kill('SIGKILL')));
+  for (const deadline = performance.now() + 5000; !(existsSync(socks.c) && existsSync(socks.node)); ) {
+    if (performance.now() > deadline) throw new Error('--floor: the stand-in servers did not start');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return socks;
+}
+
 // ---- the run --------------------------------------------------------------------------------------
 
 async function main(): Promise<void> {
@@ -177,7 +222,9 @@ async function main(): Promise<void> {
 
   const NFS = `${NFSIDMAP} -t 600 %k %d`;
   const OURS = `${HELPER} --socket ${socket} --policy ${policy} nfs %k`;
-  const L = { nfs: 'nfsidmap (nfs-common)', cold: 'nsidmap-upcall, daemon cache cold', warm: 'nsidmap-upcall, daemon cache warm', fallback: 'nsidmap Node fallback (daemon stopped)' };
+  const L = { nfs: 'nfsidmap (nfs-common)', cold: 'nsidmap-upcall, daemon cache cold', warm: 'nsidmap-upcall, daemon cache warm', fallback: 'nsidmap Node fallback (daemon stopped)', floorC: 'floor: helper + instant C server', floorNode: 'floor: helper + minimal Node server' };
+  const floor = args.floor ? await startFloorServers(work) : undefined;
+  const helperOn = (sock: string) => `${HELPER} --socket ${sock} --policy ${policy} nfs %k`;
   const phases: Phase[] = [];
   const scratch: Phase[] = [];
   const o = { via: VIA, gapMs: GAP_MS } as const;
@@ -188,12 +235,20 @@ async function main(): Promise<void> {
   const warmOps = await warmDaemon(socket, warm, DAEMON_WARMUP);
   await run('warm-up nfsidmap', NFS, warm, scratch);
   await run('warm-up nsidmap', OURS, warm, scratch);
+  if (floor) {
+    await run('warm-up floor C', helperOn(floor.c), warm, scratch);
+    await run('warm-up floor Node', helperOn(floor.node), warm, scratch);
+  }
 
   const q = NAMES / 4;
   const quarters = [0, 1, 2, 3].map((k) => measured.slice(k * q, (k + 1) * q));
   for (const names of quarters) {
     await run(L.nfs, NFS, names, phases);
     await run(L.cold, OURS, names, phases);
+    if (floor) {
+      await run(L.floorC, helperOn(floor.c), names, phases);
+      await run(L.floorNode, helperOn(floor.node), names, phases);
+    }
   }
   for (const names of quarters) {
     await run(L.nfs, NFS, names, phases);
