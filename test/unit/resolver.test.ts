@@ -558,6 +558,29 @@ describe('ids: container', () => {
     const h = harness({ ...policy, scopes: [{ name: 'ns', ids: 'host', providers: ['dir'] }] }, { dir: new Spy('dir', table) });
     assertAnswer(await h.ask('name-to-uid', 'u5@example.com', reader), { outcome: 'mapped', value: 100_005 });
   });
+
+  it("matches idRange on the host id: the reader's 5 is host 100005 under ids: container, but 5 under ids: host", async () => {
+    const two: PolicyInput = {
+      domain: 'example.com',
+      providers: { dir: { kind: 'static' }, low: { kind: 'static' } },
+      scopes: [
+        // ids in the container's host range go to `tenant`; 5 as a host id (the host's own user) to `host`
+        { name: 'tenant', match: { interface: 'nfsd', idRange: { first: 100_000, count: 65_536 } }, ids: 'container', providers: ['dir'] },
+        { name: 'host', match: { idRange: { first: 0, count: 100_000 } }, providers: ['low'] },
+      ],
+    };
+    const h = harness(two, { dir: new Spy('dir', table), low: new Spy('low', { users: { hostfive: 5 } }) });
+    const fromContainer = await h.ask('uid-to-name', 5, reader);
+    assertAnswer(fromContainer, { outcome: 'mapped', value: 'u5@example.com' });
+    assert.equal(fromContainer.scope, 'tenant');
+    // the same number from a reader in the initial namespace is host uid 5
+    const fromHost = await h.ask('uid-to-name', 5, 'nfsd');
+    assertAnswer(fromHost, { outcome: 'mapped', value: 'hostfive@example.com' });
+    assert.equal(fromHost.scope, 'host');
+    // an id the reader's map cannot express has no host id: no range takes it under ids: container
+    const outside = await h.ask('uid-to-name', 70_000, reader);
+    assert.equal(outside.scope, 'host', 'read as a host id by the ids: host scope');
+  });
 });
 
 // ------------------------------------------------------------------------------------------ cache

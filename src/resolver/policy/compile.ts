@@ -126,15 +126,16 @@ function compileScope(sc: ScopeConfig, index: number, cfg: PolicyConfig, domain:
   const scopeDomain = (sc.domain ?? d.domain ?? domain).toLowerCase();
   const accepted = new Set([scopeDomain, ...[...(sc.domains ?? d.domains ?? []), ...(sc.realms ?? d.realms ?? [])].map((x) => x.toLowerCase())]);
   const map = sc.map ?? d.map;
+  const ids = sc.ids ?? d.ids ?? 'host';
   return {
     name: sc.name,
     index,
     config: sc,
-    matches: compileMatch(sc.match),
+    matches: compileMatch(sc.match, ids),
     domain: scopeDomain,
     accepted,
     sources: chain,
-    ids: sc.ids ?? d.ids ?? 'host',
+    ids,
     uidMap: toMap(map?.uid),
     gidMap: toMap(map?.gid ?? map?.uid),
     root: sc.root ?? d.root ?? 'allow',

@@ -9,7 +9,8 @@
  *   a scope for a keyring or pipefs request; `policy check` rejects a scope that could apply to
  *   those interfaces and uses them. Only nfsd's caches are per network namespace.
  */
-import { HOST_WIDE_INTERFACES, type Context, type IdMapRange, type Interface, type Request } from '../../types.js';
+import { toHost } from '../../ns/idmap.js';
+import { entityOf, HOST_WIDE_INTERFACES, type Context, type IdMapRange, type Interface, type Request } from '../../types.js';
 import { splitRid } from '../../sid.js';
 import type { MatchConfig } from './schema.js';
 
@@ -74,10 +75,25 @@ function compileConditions(m: MatchConfig): Compiled {
   };
 }
 
+/**
+ * The host id of an id request, for `idRange` (DESIGN.md: "the host id range the id falls in").
+ * Only a scope with `ids: container` reads ids in the reader's namespace — on nfsd's channels, or
+ * `idmapctl query --ns` — so only there is the id taken back through the reader's map first; one
+ * the map cannot express has no host id and fits no range. Host-wide interfaces carry host ids.
+ */
+function hostIdOf(req: Request & { id: number }, ctx: Context, ids: ScopeIds): number | undefined {
+  if (ids !== 'container' || !ctx.userns || ctx.userns.isInit || HOST_WIDE_INTERFACES.includes(ctx.iface)) return req.id;
+  return toHost(entityOf(req.kind) === 'user' ? ctx.userns.uidMap : ctx.userns.gidMap, req.id);
+}
+
 /** true when the request carries a property the scope names, and it fits; or none is named */
-function requestFits(c: Compiled, req: Request): boolean {
+function requestFits(c: Compiled, req: Request, ctx: Context, ids: ScopeIds): boolean {
   if (!c.ranges && !c.domain && !c.sidDomains) return true;
-  if ('id' in req) return c.ranges !== undefined && inRanges(c.ranges, req.id);
+  if ('id' in req) {
+    if (c.ranges === undefined) return false;
+    const host = hostIdOf(req, ctx, ids);
+    return host !== undefined && inRanges(c.ranges, host);
+  }
   if ('name' in req) return c.domain !== undefined && c.domain(nameDomain(req.name));
   if (!c.sidDomains) return false;
   const split = splitRid(req.sid);
@@ -119,14 +135,17 @@ export function interfacesOf(m: MatchConfig | undefined): readonly Interface[] |
   return list(m?.interface);
 }
 
-export function compileMatch(m: MatchConfig | undefined): Matcher {
+export type ScopeIds = 'host' | 'container';
+
+/** `ids`: the scope's id space, which says in whose ids an id request reaches it (hostIdOf). */
+export function compileMatch(m: MatchConfig | undefined, ids: ScopeIds = 'host'): Matcher {
   if (!m) return () => true;
   const ifaces = interfacesOf(m);
   const requester = usesRequester(m);
   const c = compileConditions(m);
   return (req, ctx) => {
     if (ifaces && !ifaces.includes(ctx.iface)) return false;
-    if (!requestFits(c, req)) return false;
+    if (!requestFits(c, req, ctx, ids)) return false;
     if (requester && HOST_WIDE_INTERFACES.includes(ctx.iface)) return false;
     return !requester || requesterFits(m, c, ctx);
   };
