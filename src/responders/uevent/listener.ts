@@ -205,8 +205,16 @@ export class UeventListener {
       // MSG_TRUNC makes n the datagram's real length: one cut short is dropped, not half-parsed.
       if (n === 0 || n > buf.length || this.#src.readUInt32LE(4) !== 0) continue;
       const parsed = parseUevent(buf.subarray(0, n));
-      if (parsed.ok) this.#opts.onEvent(tag, parsed.event);
-      else this.#opts.log.debug('uevent.malformed', { ns: tag, reason: parsed.reason });
+      if (!parsed.ok) {
+        this.#opts.log.debug('uevent.malformed', { ns: tag, reason: parsed.reason });
+        continue;
+      }
+      try {
+        this.#opts.onEvent(tag, parsed.event);
+      } catch (e) {
+        // one handler's bug must not stop this namespace's socket from being read
+        this.#opts.log.error('uevent.handler_failed', { ns: tag, error: (e as Error)?.stack ?? String(e) });
+      }
     }
   }
 
