@@ -62,6 +62,38 @@ async function warmResolve(entries: number, lookups: number): Promise<void> {
   lat.sort();
   console.log(`warm resolve, ${String(entries).padStart(9)} cached: ${Math.round(lookups / secs).toLocaleString('en').padStart(9)} lookups/s   p50 ${us(pct(lat, 0.5))}   p99 ${us(pct(lat, 0.99))}   p99.9 ${us(pct(lat, 0.999))}   (fill ${fill.toFixed(1)} s)`);
   store.close();
+  baseline.set(entries, { resolveNs: (secs * 1e9) / lookups, mapNs: bareMapNs(entries, lookups) });
+}
+
+/** per size: mean ns of a resolve, and of a bare Map.get over as many keys of the same shape */
+const baseline = new Map<number, { resolveNs: number; mapNs: number }>();
+
+/**
+ * The floor for "the same cost at any size": a Map<string, number> with `entries` keys shaped like
+ * the cache's, asked for keys built afresh each time (as a request builds its key), in random order.
+ * Whatever the resolver's 1M/1k ratio is beyond this one is the resolver's; this one is the CPU's caches.
+ */
+function bareMapNs(entries: number, lookups: number): number {
+  const key = (i: number) => 'host' + '\x1f' + 'name-to-uid' + '\x1f' + 'user' + String(i);
+  const m = new Map<string, number>();
+  for (let i = 0; i < entries; i++) m.set(JSON.parse(JSON.stringify(key(i))) as string, i);
+  const order = Int32Array.from({ length: 4096 }, () => Math.floor(Math.random() * entries));
+  let sum = 0;
+  for (let i = 0; i < 20000; i++) sum += m.get(key(order[i & 4095]!)) ?? 0;
+  const t = process.hrtime.bigint();
+  for (let i = 0; i < lookups; i++) sum += m.get(key(order[i & 4095]!)) ?? 0;
+  const ns = Number(process.hrtime.bigint() - t) / lookups;
+  if (sum < 0) console.log(sum); // keep the loop
+  return ns;
+}
+
+function printScaling(): void {
+  const small = baseline.get(1_000);
+  const big = baseline.get(1_000_000);
+  if (!small || !big) return;
+  const r = (a: number, b: number) => `${(a / b).toFixed(2)}×`;
+  const extra = big.resolveNs - small.resolveNs - (big.mapNs - small.mapNs);
+  console.log(`cost at 1M / cost at 1k: resolve ${r(big.resolveNs, small.resolveNs)} (${small.resolveNs.toFixed(0)} → ${big.resolveNs.toFixed(0)} ns); a bare Map.get of keys of the same shape ${r(big.mapNs, small.mapNs)} (${small.mapNs.toFixed(0)} → ${big.mapNs.toFixed(0)} ns); added by the 1M size beyond the bare Map's own step: ${extra.toFixed(0)} ns a lookup`);
 }
 
 function ensureBuilt(): void {
@@ -118,5 +150,6 @@ console.log(`nsidmap bench/resolve — node ${process.version}, ${process.arch}`
 if (!process.env['BENCH_DAEMON_ONLY']) {
   await warmResolve(1_000, 300_000);
   await warmResolve(1_000_000, 300_000);
+  printScaling();
 }
 await daemonFigures(100_000);

@@ -6,45 +6,56 @@
  * `import` is written into that namespace at once. With `--cache PATH` the SQLite state file is
  * read and written directly (the daemon stopped, or preparing a host before a container moves
  * in); the daemon then writes the identifier when the namespace next appears.
+ *
+ * SQLite (--cache), the daemon's clientid views and zod (the export file's schema) are imported
+ * when a command needs them, not when idmapctl starts.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { z } from 'zod';
-import { ClientIdStore, type ClientIdRecord } from '../cache/clientid.js';
+import type { z as Zod } from 'zod';
+import type { ClientIdRecord, ClientIdStore } from '../cache/clientid.js';
 import { NsidmapError } from '../errors.js';
 import { checkIdentifier } from '../ns/clientid.js';
-import { clientIdViews, type ClientIdStatus, type ClientIdView } from '../responders/uevent/clientid.js';
+import type { ClientIdStatus, ClientIdView } from '../responders/uevent/clientid.js';
 import { ask, json, out, str, table, type Command, type Parsed } from './common.js';
 
 /** The export file: what carries an identifier from one host to the next. */
 export const EXPORT_FORMAT = 'nsidmap-clientid/1';
 
-export const ClientIdExport = z.strictObject({
-  format: z.literal(EXPORT_FORMAT),
-  key: z.string().min(1),
-  identifier: z.string(),
-  source: z.string().optional(),
-  updated: z.string().optional(),
-  exported: z.string().optional(),
-  host: z.string().optional(),
-});
-export type ClientIdExport = z.infer<typeof ClientIdExport>;
+function exportSchema(z: typeof Zod) {
+  return z.strictObject({
+    format: z.literal(EXPORT_FORMAT),
+    key: z.string().min(1),
+    identifier: z.string(),
+    source: z.string().optional(),
+    updated: z.string().optional(),
+    exported: z.string().optional(),
+    host: z.string().optional(),
+  });
+}
+export type ClientIdExport = Zod.infer<ReturnType<typeof exportSchema>>;
+
+/** The export file's schema (zod loaded on first use). */
+export async function clientIdExportSchema(): Promise<ReturnType<typeof exportSchema>> {
+  return exportSchema((await import('zod')).z);
+}
 
 const CACHE_OPTION = { cache: { type: 'string' } } as const;
 
 /** The state file named by --cache; reads refuse a file that does not exist (rather than make one). */
-function openCache(p: Parsed, forWrite: boolean): ClientIdStore | undefined {
+async function openCache(p: Parsed, forWrite: boolean): Promise<ClientIdStore | undefined> {
   const path = str(p, 'cache');
   if (path === undefined) return undefined;
   if (!forWrite && !existsSync(path)) throw new NsidmapError('NSIDMAP_ECACHE', `${path} does not exist: check --cache (the daemon's cache.path)`);
+  const { ClientIdStore } = await import('../cache/clientid.js');
   return ClientIdStore.open(path);
 }
 
-async function withStore<T>(p: Parsed, forWrite: boolean, local: (s: ClientIdStore) => T, remote: () => Promise<T>): Promise<T> {
-  const store = openCache(p, forWrite);
+async function withStore<T>(p: Parsed, forWrite: boolean, local: (s: ClientIdStore) => T | Promise<T>, remote: () => Promise<T>): Promise<T> {
+  const store = await openCache(p, forWrite);
   if (!store) return remote();
   try {
-    return local(store);
+    return await local(store);
   } finally {
     store.close();
   }
@@ -79,7 +90,10 @@ export const clientidList: Command = {
   options: CACHE_OPTION,
   async run(p) {
     positional(p, 0, 'no arguments');
-    const rows = await withStore(p, false, (s) => clientIdViews(s.list(), []), () => ask<ClientIdView[]>(p, { op: 'clientid.list' }));
+    const rows = await withStore(p, false, async (s) => {
+      const { clientIdViews } = await import('../responders/uevent/clientid.js');
+      return clientIdViews(s.list(), []);
+    }, () => ask<ClientIdView[]>(p, { op: 'clientid.list' }));
     if (p.values['json']) return json(rows), 0;
     if (rows.length === 0) return out('no client identifiers'), 0;
     out(table([['KEY', 'IDENTIFIER', 'SOURCE', 'UPDATED', 'NETNS', 'STATE'], ...rows.map((r) => [r.key, r.identifier ?? '-', r.source ?? '-', when(r.updated), r.netns === undefined ? '-' : String(r.netns), r.state ?? '-'])]));
@@ -160,14 +174,14 @@ export const clientidExport: Command = {
 };
 
 /** An export file (or `-`, stdin), checked. */
-export function readExport(file: string): ClientIdExport {
+export async function readExport(file: string): Promise<ClientIdExport> {
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file === '-' ? 0 : file, 'utf8'));
   } catch (e) {
     throw new NsidmapError('NSIDMAP_ECLIENTID', `${file}: not an export file (${(e as Error).message}); make one with idmapctl clientid export KEY`);
   }
-  const parsed = ClientIdExport.safeParse(raw);
+  const parsed = (await clientIdExportSchema()).safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new NsidmapError('NSIDMAP_ECLIENTID', `${file}: not an ${EXPORT_FORMAT} export: ${issue?.path.join('.') || 'file'}: ${issue?.message ?? 'invalid'}`);
@@ -184,7 +198,7 @@ export const clientidImport: Command = {
   options: { ...CACHE_OPTION, key: { type: 'string' } },
   async run(p) {
     const [file] = positional(p, 1, 'FILE (or - for stdin)');
-    const doc = readExport(file!);
+    const doc = await readExport(file!);
     return report(p, await store(p, str(p, 'key') ?? doc.key, doc.identifier, 'import'));
   },
 };

@@ -1,12 +1,15 @@
-/** idmapctl import idmapd.conf [FILE] — an existing idmapd.conf as a policy (src/resolver/policy/idmapd.ts) */
+/**
+ * idmapctl import idmapd.conf [FILE] — an existing idmapd.conf as a policy (src/resolver/policy/idmapd.ts).
+ * Its parser and converter (with the policy schema) are imported when the command runs.
+ */
 import { NsidmapError } from '../errors.js';
 import { hostDomain } from '../resolver/policy/domain.js';
-import { idmapdToPolicy, readIdmapdConf, type IdmapdConf } from '../resolver/policy/idmapd.js';
+import type { IdmapdConf } from '../resolver/policy/idmapd.js';
 import { json, type Command } from './common.js';
 
 export const DEFAULT_IDMAPD_CONF = '/etc/idmapd.conf';
 
-function read(file: string): IdmapdConf {
+function read(readIdmapdConf: (file: string) => IdmapdConf, file: string): IdmapdConf {
   try {
     return readIdmapdConf(file);
   } catch (e) {
@@ -25,7 +28,8 @@ export const importIdmapd: Command = {
   async run(p) {
     const [file = DEFAULT_IDMAPD_CONF, ...rest] = p.positionals;
     if (rest.length) throw new NsidmapError('NSIDMAP_EUSAGE', `usage: ${this.usage}`);
-    const conv = idmapdToPolicy(read(file), { hostDomain });
+    const { idmapdToPolicy, readIdmapdConf } = await import('../resolver/policy/idmapd.js');
+    const conv = idmapdToPolicy(read(readIdmapdConf, file), { hostDomain });
     if (p.values['json']) {
       json({ yaml: conv.yaml, notes: conv.notes });
       return 0;

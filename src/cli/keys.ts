@@ -2,29 +2,22 @@
  * idmapctl keys list | clear | revoke — the kernel's caches of upcall answers, `.id_resolver`
  * (NFS) and `.cifs_idmap` (SMB): what `nfsidmap -l`, `-c` and `-u/-g/-r` do, for both.
  * Local: the daemon is not involved (these keyrings belong to the kernel).
+ *
+ * The keyctl bindings (koffi) are imported when a keys command runs, not when idmapctl starts.
  */
 import { NsidmapError } from '../errors.js';
-import {
-  cacheKeyrings,
-  findKeyring,
-  listCachedKeys,
-  PROTOCOLS,
-  readProcKeys,
-  removeKey,
-  type CacheKeyring,
-  type CachedKey,
-  type Protocol,
-  type Removal,
-} from '../responders/keyring/cache-keyrings.js';
+import type { CacheKeyring, CachedKey, Protocol, Removal } from '../responders/keyring/cache-keyrings.js';
 import { decodeDescription } from '../responders/keyring/codec.js';
-import * as keyctl from '../responders/keyring/keyctl.js';
 import { parseSid } from '../sid.js';
 import { json, out, str, type Command, type Parsed } from './common.js';
 
 const TYPES = ['nfs', 'cifs', 'all'] as const;
 
+type Keyrings = typeof import('../responders/keyring/cache-keyrings.js');
+const keyrings = (): Promise<Keyrings> => import('../responders/keyring/cache-keyrings.js');
+
 /** The keyrings --type names (default: both). */
-function selected(p: Parsed): CacheKeyring[] {
+function selected({ cacheKeyrings, PROTOCOLS }: Keyrings, p: Parsed): CacheKeyring[] {
   const t = str(p, 'type') ?? 'all';
   if (!(TYPES as readonly string[]).includes(t)) throw new NsidmapError('NSIDMAP_EUSAGE', `--type: "${t}" is not one of ${TYPES.join(', ')}`);
   const rings = cacheKeyrings();
@@ -45,7 +38,9 @@ export const keysList: Command = {
   example: 'idmapctl keys list --type nfs',
   options: { type: { type: 'string' } },
   async run(p) {
-    const rings = selected(p);
+    const kr = await keyrings();
+    const { findKeyring, listCachedKeys, readProcKeys } = kr;
+    const rings = selected(kr, p);
     const procKeys = readProcKeys();
     const asJson = p.values['json'] === true;
     const all: (CachedKey & { keyring: string })[] = [];
@@ -73,9 +68,11 @@ export const keysClear: Command = {
   example: 'idmapctl keys clear --type nfs',
   options: { type: { type: 'string' } },
   async run(p) {
+    const [kr, keyctl] = await Promise.all([keyrings(), import('../responders/keyring/keyctl.js')]);
+    const { findKeyring, readProcKeys } = kr;
     const procKeys = readProcKeys();
     const results: { keyring: string; present: boolean; cleared: number }[] = [];
-    for (const ring of selected(p)) {
+    for (const ring of selected(kr, p)) {
       const serial = findKeyring(procKeys, ring.name);
       if (serial === undefined) {
         results.push({ keyring: ring.name, present: false, cleared: 0 });
@@ -104,7 +101,7 @@ function protocolOf(description: string): Protocol | undefined {
   return undefined;
 }
 
-function target(p: Parsed): Target {
+function target({ PROTOCOLS }: Keyrings, p: Parsed): Target {
   const given = [
     p.positionals.length ? 'DESCRIPTION' : undefined,
     ...(['user', 'group', 'sid'] as const).map((o) => (str(p, o) !== undefined ? `--${o}` : undefined)),
@@ -144,9 +141,11 @@ export const keysRevoke: Command = {
   example: 'idmapctl keys revoke --user alice@example.com\n  idmapctl keys revoke --sid S-1-5-21-1-2-3-1001\n  idmapctl keys revoke user:1001',
   options: { user: { type: 'string' }, group: { type: 'string' }, sid: { type: 'string' }, type: { type: 'string' } },
   async run(p) {
-    const t = target(p);
+    const kr = await keyrings();
+    const { cacheKeyrings, findKeyring, listCachedKeys, readProcKeys, removeKey } = kr;
+    const t = target(kr, p);
     const rings = cacheKeyrings();
-    const search = str(p, 'type') === undefined ? t.protocols.map((proto) => rings[proto]) : selected(p);
+    const search = str(p, 'type') === undefined ? t.protocols.map((proto) => rings[proto]) : selected(kr, p);
     const procKeys = readProcKeys();
     const done: Revoked[] = [];
     const absent: string[] = [];

@@ -1,9 +1,11 @@
-/** idmapctl policy check | test | schema */
+/**
+ * idmapctl policy check | test | schema
+ *
+ * The policy modules (YAML, zod, the providers, the engine) are imported by each command when it
+ * runs, not when idmapctl starts: the command table must stay cheap to load for every other command.
+ */
 import { NsidmapError } from '../errors.js';
-import { Engine } from '../resolver/engine.js';
-import { loadCases, runCase, type CaseResult } from '../resolver/policy/cases.js';
-import { checkPolicy } from '../resolver/policy/check.js';
-import { formatFinding, loadPolicyFile } from '../resolver/policy/load.js';
+import type { CaseResult } from '../resolver/policy/cases.js';
 import { json, out, str, type Command } from './common.js';
 
 export const policyCheck: Command = {
@@ -16,6 +18,7 @@ export const policyCheck: Command = {
   async run(p) {
     const [file, ...rest] = p.positionals;
     if (file === undefined || rest.length) throw new NsidmapError('NSIDMAP_EUSAGE', `usage: ${this.usage}`);
+    const [{ formatFinding, loadPolicyFile }, { checkPolicy }] = await Promise.all([import('../resolver/policy/load.js'), import('../resolver/policy/check.js')]);
     const loaded = loadPolicyFile(file);
     const findings = checkPolicy(loaded);
     const asJson = p.values['json'] === true;
@@ -40,6 +43,7 @@ export const policyTest: Command = {
   async run(p) {
     const [file, ...rest] = p.positionals;
     if (file === undefined || rest.length) throw new NsidmapError('NSIDMAP_EUSAGE', `usage: ${this.usage}`);
+    const [{ loadCases, runCase }, { Engine }] = await Promise.all([import('../resolver/policy/cases.js'), import('../resolver/engine.js')]);
     const cases = loadCases(file);
     const policy = str(p, 'policy') ?? cases.policy;
     if (policy === undefined) throw new NsidmapError('NSIDMAP_EUSAGE', `${file} names no policy: add \`policy: FILE\` to it or pass --policy FILE`);

@@ -1,11 +1,11 @@
 /**
  * idmapctl query KIND VALUE — any of the eight lookups, as the kernel would get it.
+ *
+ * Through the daemon it needs only the admin client; the engine, the namespace context and the
+ * daemon's handler (with zod, the providers, SQLite) are loaded for --policy alone.
  */
 import { NsidmapError } from '../errors.js';
-import { buildContext } from '../ns/context.js';
-import { Engine } from '../resolver/engine.js';
 import { KIND_ALIASES, parseRequest, requestValue } from '../resolver/query.js';
-import { contextSummary, defaultInterface } from '../daemon/handler.js';
 import { INTERFACES, LOOKUP_KINDS, type Answer, type Interface } from '../types.js';
 import { ask, int, json, out, str, type Command, type Parsed } from './common.js';
 
@@ -22,6 +22,11 @@ function ifaceOf(p: Parsed): Interface | undefined {
 }
 
 async function inProcess(file: string, kind: string, value: string, p: Parsed): Promise<QueryResult> {
+  const [{ Engine }, { buildContext }, { contextSummary, defaultInterface }] = await Promise.all([
+    import('../resolver/engine.js'),
+    import('../ns/context.js'),
+    import('../daemon/handler.js'),
+  ]);
   const engine = Engine.create(file, { defaultCachePath: ':memory:', cachePath: ':memory:' });
   await engine.start();
   try {

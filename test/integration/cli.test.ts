@@ -5,11 +5,13 @@
  * stack), and the exit status.
  */
 import assert from 'node:assert/strict';
-import { writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as nodeModule from 'node:module';
 import { after, before, describe, it } from 'node:test';
 import { COMMANDS } from '../../src/cli/app.js';
 import { MAX_LINE } from '../../src/responders/admin/protocol.js';
-import { cli, exchange, scratch, STACK, startDaemon, staticPolicy, waitReady, type CliResult, type Proc } from './harness.js';
+import { cli, CLI_MAIN, exchange, Proc, REPO, scratch, STACK, startDaemon, staticPolicy, waitReady, type CliResult } from './harness.js';
 
 const tmp = scratch('cli');
 after(() => tmp.cleanup());
@@ -375,5 +377,74 @@ describe('idmapctl help and usage', { concurrency: true }, () => {
     const badOpt = await cli(['status', '--frobnicate']);
     assert.equal(badOpt.code, 2);
     assertErrorLines(badOpt, /^NSIDMAP_EUSAGE: /);
+  });
+});
+
+/**
+ * Start-up cost: a command that only talks to the daemon must not load what only the in-process
+ * commands need (zod, SQLite, koffi, the LDAP client, YAML, the engine): on a slow VM each of
+ * them is seconds. A resolve hook (module.register, Node ≥ 20.6) registered after tsx's own
+ * appends every module URL the CLI resolves to a file; the test reads it after the CLI exits.
+ */
+describe('idmapctl start-up loads no heavy module for commands that ask the daemon', { concurrency: true, skip: typeof nodeModule.register !== 'function' && 'needs module.register (Node >= 20.6)' }, () => {
+  // Under this file's scratch directory, removed by its `after` even when a test fails.
+  const hooks = tmp.path('trace-hooks.mjs');
+  const register = tmp.path('trace-register.mjs');
+  writeFileSync(hooks, `import { appendFileSync } from 'node:fs';
+let out;
+export async function initialize(data) { out = data.out; }
+export async function resolve(specifier, context, next) {
+  const r = await next(specifier, context);
+  appendFileSync(out, r.url + '\\n');
+  return r;
+}
+`);
+  writeFileSync(register, `import { register } from 'node:module';
+register('./trace-hooks.mjs', import.meta.url, { data: { out: process.env.NSIDMAP_TEST_MODULE_TRACE } });
+`);
+  const HEAVY = /\/node_modules\/(zod|better-sqlite3|koffi|ldapts|yaml)\/|\/src\/resolver\/engine\.[jt]s\b|\/src\/daemon\/handler\.[jt]s\b/;
+  const absent = tmp.path('absent.sock');
+  let n = 0;
+
+  /** Run idmapctl (the sources, through tsx, as `cli()` does) with the hook; its exit and the URLs it resolved. */
+  async function traced(args: readonly string[]): Promise<CliResult & { urls: string[] }> {
+    const trace = tmp.path(`modules-${++n}.txt`);
+    writeFileSync(trace, '');
+    try {
+      const p = new Proc(spawn(process.execPath, ['--import', 'tsx', '--import', register, CLI_MAIN, ...args], {
+        cwd: REPO,
+        env: { ...process.env, NSIDMAP_TEST_MODULE_TRACE: trace },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      }));
+      const exit = await p.waitExit(20_000);
+      const urls = [...new Set(readFileSync(trace, 'utf8').split('\n').filter((u) => u !== ''))];
+      return { code: exit.code, stdout: p.stdout, stderr: p.stderr, urls };
+    } finally {
+      rmSync(trace, { force: true });
+    }
+  }
+
+  const daemonCommands: [string[], number][] = [
+    [['--version'], 0],
+    [['status', '--socket', absent], 7],
+    [['query', 'uid', 'a@b', '--socket', absent], 7],
+    [['cache', 'stats', '--socket', absent], 7],
+    [['stats', '--socket', absent], 7],
+  ];
+  for (const [args, code] of daemonCommands) {
+    it(`idmapctl ${args.join(' ').replace(absent, 'ABSENT')}: exit ${code}, no zod, better-sqlite3, koffi, ldapts, yaml, engine or handler loaded`, async () => {
+      const r = await traced(args);
+      assert.equal(r.code, code, r.stderr);
+      // the hook saw the CLI's own modules: an empty trace would prove nothing
+      assert.ok(r.urls.some((u) => /\/src\/cli\/app\.[jt]s\b/.test(u)), `no module trace:\n${r.urls.join('\n')}`);
+      assert.deepEqual(r.urls.filter((u) => HEAVY.test(u)), []);
+    });
+  }
+
+  it('idmapctl policy check policies/host-default.yaml still works (exit 0) and the trace does see the policy modules', async () => {
+    const r = await traced(['policy', 'check', 'policies/host-default.yaml']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /policies\/host-default\.yaml: ok/);
+    assert.ok(r.urls.some((u) => /\/node_modules\/yaml\//.test(u)), r.urls.join('\n'));
   });
 });

@@ -4,7 +4,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { NsidmapError } from '../../errors.js';
-import { encode, LineSplitter, type AdminResponse } from './protocol.js';
+import { encode, LineSplitter, type AdminResponse } from './framing.js';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 

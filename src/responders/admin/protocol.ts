@@ -6,13 +6,14 @@
  *   ← {"id":1,"ok":true,"result":{…Answer…}}
  *   ← {"id":1,"ok":false,"error":{"code":"NSIDMAP_EREQUEST","message":"…"}}
  *
- * Pure: framing and validation only; the server does I/O.
+ * Pure: framing and validation only; the server does I/O. The framing (zod-free) is in
+ * framing.ts and re-exported here.
  */
 import { z } from 'zod';
 import { INTERFACES } from '../../types.js';
+import { errorResponse, type AdminResponse } from './framing.js';
 
-/** Longest request line accepted; longer input is refused and the connection closed. */
-export const MAX_LINE = 64 * 1024;
+export { encode, errorResponse, LineSplitter, MAX_LINE, type AdminError, type AdminResponse } from './framing.js';
 
 const Resolve = z.strictObject({
   id: z.number().int(),
@@ -59,12 +60,6 @@ export const AdminRequest = z.discriminatedUnion('op', [Resolve, Upcall, Simple,
 export type AdminRequest = z.infer<typeof AdminRequest>;
 export type AdminOp = AdminRequest['op'];
 
-export interface AdminError {
-  readonly code: string;
-  readonly message: string;
-}
-export type AdminResponse = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: AdminError };
-
 /** Parse one request line; an error response (id 0 when unknown) for anything malformed. */
 export function decodeRequest(line: string): { ok: true; req: AdminRequest } | { ok: false; res: AdminResponse } {
   let raw: unknown;
@@ -79,46 +74,4 @@ export function decodeRequest(line: string): { ok: true; req: AdminRequest } | {
   const issue = parsed.error.issues[0];
   const where = issue?.path.length ? `${issue.path.join('.')}: ` : '';
   return { ok: false, res: errorResponse(id, 'NSIDMAP_EREQUEST', `${where}${issue?.message ?? 'invalid request'}`) };
-}
-
-export function errorResponse(id: number, code: string, message: string): AdminResponse {
-  return { id, ok: false, error: { code, message } };
-}
-
-export function encode(msg: AdminResponse | AdminRequest): string {
-  return JSON.stringify(msg) + '\n';
-}
-
-/**
- * Splits a byte stream into lines. Returns false when a line exceeds MAX_LINE (the caller
- * answers once and closes: a client that never sends a newline must not grow our memory).
- */
-export class LineSplitter {
-  private buf = '';
-  private over = false;
-  /** `max`: the server's limit on what a client sends; a client reading the daemon passes Infinity */
-  constructor(private readonly onLine: (line: string) => void, private readonly max = MAX_LINE) {}
-  push(chunk: string): boolean {
-    if (this.over) return false;
-    // Only the new text can hold the next newline: a line dribbled in byte by byte stays O(n).
-    let from = this.buf.length;
-    this.buf += chunk;
-    let nl: number;
-    while ((nl = this.buf.indexOf('\n', from)) >= 0) {
-      // The limit is on the line, however its bytes arrived (its newline may share a chunk with it).
-      if (nl > this.max) return this.overflow();
-      const line = this.buf.slice(0, nl);
-      this.buf = this.buf.slice(nl + 1);
-      from = 0;
-      if (line.trim() !== '') this.onLine(line);
-    }
-    return this.buf.length <= this.max || this.overflow();
-  }
-
-  /** Once over the limit, stay there and hold nothing more. */
-  private overflow(): false {
-    this.over = true;
-    this.buf = '';
-    return false;
-  }
 }
