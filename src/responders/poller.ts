@@ -3,14 +3,16 @@
  *
  * rpc_pipefs pipes and nfsd cache channels are pollable (rpc_pipe_poll, cache_poll) but a read
  * of an empty one returns 0 at once instead of waiting, and Node cannot poll an arbitrary fd
- * itself. Two ways are offered, measured in bench/responders.ts:
+ * itself (nor a netlink socket: the uevent listener waits here too). Two ways are offered,
+ * measured in bench/responders.ts:
  *
  * - PollPoller (default): one poll(2) over every waited-on fd of the process plus an eventfd,
  *   made with koffi's async call, so it blocks a libuv pool thread and never the loop. A new fd
  *   or a forgotten one writes the eventfd, the poll returns and is made again with the new set.
  *   Wake-up latency is that of a thread hop (~0.1–0.5 ms). Cost: one of libuv's pool threads
- *   (4 by default) is held while any channel is open; with nothing to wait for no poll is made,
- *   so the thread is handed back and the process may exit.
+ *   (4 by default; the systemd unit sets UV_THREADPOOL_SIZE=8) is held while any fd is waited on
+ *   — in a daemon that watches uevents, for its whole life; with nothing to wait for no poll is
+ *   made, so the thread is handed back and the process may exit.
  * - IntervalPoller (fallback, when koffi or glibc's poll/eventfd cannot be loaded): every waiter
  *   is woken after a fixed interval to read again. No native code; latency up to the interval,
  *   and one read(2) per open channel per interval while idle.
