@@ -5,78 +5,52 @@
  * the canonical form, the right key and a future expiry.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { NfsdResponder, type NfsdBase } from '../../src/responders/nfsd/listener.js';
-import { compile, testEnv, until, type PolicyInput, type TestEnv } from '../sim/env.js';
-import { SimNfsd, type NfsdResult } from '../sim/kernel-nfsd.js';
+import { compile, testEnv, until, type PolicyInput } from '../sim/env.js';
+import { SimNfsd } from '../sim/kernel-nfsd.js';
+import { DIRECTORY, hostPolicy, startRig, valueOf, withRig, workDir, type SimRig } from '../sim/rig.js';
 import { CAPTURED_NFSD } from '../fixtures/nfsd/captures.js';
 
-const work = mkdtempSync(join(tmpdir(), 'nsidmap-nfsd-'));
-after(() => rmSync(work, { recursive: true, force: true }));
-let n = 0;
+const work = workDir('nsidmap-nfsd-');
+const POLICY = hostPolicy('vmtest.example', DIRECTORY, { root: 'allow' });
 
-const DIRECTORY = {
-  kind: 'static' as const,
-  users: { root: 0, alice: 2001, bob: 2002, carol: 2003, nobody: 65534 },
-  groups: { root: 0, staff2: 3001, bob: 2002, carol: 2003, nogroup: 65534 },
-};
-const POLICY: PolicyInput = { domain: 'vmtest.example', providers: { dir: DIRECTORY }, scopes: [{ name: 'host', providers: ['dir'], root: 'allow' }] };
-
-interface Rig {
-  readonly sim: SimNfsd;
-  readonly responder: NfsdResponder;
-  readonly t: TestEnv;
+interface Rig extends SimRig<SimNfsd, NfsdResponder> {
   readonly clock: { ms: number };
-  stop(): Promise<void>;
 }
 
 async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number } = {}): Promise<Rig> {
-  const dir = join(work, `ns${n++}`);
+  const dir = work.next('ns');
   const clock = { ms: 1_795_966_710_000 };
   const now = () => clock.ms;
   const sim = new SimNfsd(dir, { now });
   if (opts.init !== false) await sim.init();
   const t = testEnv(opts.policy ?? POLICY, { now });
   const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20 });
-  await responder.start(t.env);
-  return { sim, responder, t, clock, stop: () => responder.stop() };
+  return startRig(sim, responder, t, { clock });
 }
 
-const positive = (r: NfsdResult): number | string => {
-  assert.equal(r.kind, 'positive', JSON.stringify(r));
-  return r.kind === 'positive' ? r.value : -1;
-};
+const positive = valueOf('positive');
 
 function assertClean(sim: SimNfsd): void {
   assert.ok(sim.clean(), `the kernel would not take every reply: ${JSON.stringify(sim.failures.slice(0, 3))}`);
 }
 
 describe('NfsdResponder: channels', () => {
-  it('holds both channels open from start, before any request (nfsd fails upcalls otherwise)', async () => {
-    const r = await rig();
-    try {
+  it('holds both channels open from start, before any request (nfsd fails upcalls otherwise)', () =>
+    withRig(rig(), async (r) => {
       assert.equal(r.sim.openWriters('idtoname'), 1);
       assert.equal(r.sim.openWriters('nametoid'), 1);
       assert.deepEqual(r.responder.status().detail.map((d) => d['state']), ['open', 'open']);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
-  it('opens channels that appear after start (nfsd started later in that namespace)', async () => {
-    const r = await rig({ init: false });
-    try {
+  it('opens channels that appear after start (nfsd started later in that namespace)', () =>
+    withRig(rig({ init: false }), async (r) => {
       assert.deepEqual(r.responder.status().detail.map((d) => d['state']), ['waiting', 'waiting']);
       await r.sim.init();
       await until(() => r.sim.openWriters('idtoname') === 1 && r.sim.openWriters('nametoid') === 1, 'the channels to be opened');
       assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 2001)), 'alice@vmtest.example');
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
   it('after stop() nfsd still counts the listener for 30 s, then fails upcalls', async () => {
     const r = await rig();
@@ -90,9 +64,8 @@ describe('NfsdResponder: channels', () => {
 });
 
 describe('NfsdResponder: the captured exchanges', () => {
-  it('writes the very reply lines the real nfsd accepted, for every request the stand-in answered', async () => {
-    const r = await rig();
-    try {
+  it('writes the very reply lines the real nfsd accepted, for every request the stand-in answered', () =>
+    withRig(rig(), async (r) => {
       for (const c of CAPTURED_NFSD) {
         if (c.value === undefined) continue;
         r.clock.ms = (c.expiry - 600) * 1000 + 400; // the captured expiry is now + 600
@@ -101,14 +74,10 @@ describe('NfsdResponder: the captured exchanges', () => {
         assert.equal(r.sim.replies.at(-1)!.line, c.reply.toString('latin1'));
       }
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
-  it('answers the ones the stand-in refused as rpc.idmapd would: an unknown id → nobody, and the kernel takes it', async () => {
-    const r = await rig();
-    try {
+  it('answers the ones the stand-in refused as rpc.idmapd would: an unknown id → nobody, and the kernel takes it', () =>
+    withRig(rig(), async (r) => {
       const unknown = CAPTURED_NFSD.filter((c) => c.value === undefined && c.cache === 'idtoname');
       assert.ok(unknown.length > 0);
       for (const c of unknown) {
@@ -116,25 +85,18 @@ describe('NfsdResponder: the captured exchanges', () => {
         assert.match(String(v), /^no(body|group)@vmtest\.example$/);
       }
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 });
 
 describe('NfsdResponder: answers', () => {
-  it('an unknown name stays negative (a chown must not become nobody); expiry is now + the negative TTL', async () => {
-    const r = await rig();
-    try {
+  it('an unknown name stays negative (a chown must not become nobody); expiry is now + the negative TTL', () =>
+    withRig(rig(), async (r) => {
       const res = await r.sim.request('nametoid', '*', 'user', 'mallory@vmtest.example');
       assert.deepEqual(res, { kind: 'negative', expiry: Math.floor(r.clock.ms / 1000) + 60 });
       const ok = await r.sim.request('nametoid', '*', 'group', 'staff2@vmtest.example');
       assert.deepEqual(ok, { kind: 'positive', value: 3001, expiry: Math.floor(r.clock.ms / 1000) + 600 });
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
   it('puts the client auth domain into the Context: a scope per client', async () => {
     const policy: PolicyInput = {
@@ -145,78 +107,60 @@ describe('NfsdResponder: answers', () => {
         { name: 'host', providers: ['dir'] },
       ],
     };
-    const r = await rig({ policy });
-    try {
+    await withRig(rig({ policy }), async (r) => {
       assert.equal(positive(await r.sim.request('idtoname', 'gss/krb5', 'user', 2002)), 'bob@krb.example');
       assert.equal(positive(await r.sim.request('idtoname', '10.0.0.7', 'user', 2002)), 'bob@example.com');
       assert.equal(positive(await r.sim.request('nametoid', 'gss/krb5', 'user', 'bob@krb.example')), 2002);
       assert.equal((await r.sim.request('nametoid', '10.0.0.7', 'user', 'bob@krb.example')).kind, 'negative', 'krb.example is not the host scope\'s domain');
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 
   it('quotes what needs quoting, both ways: an auth domain and a name with spaces and a backslash', async () => {
-    const policy: PolicyInput = { domain: 'example.com', providers: { dir: { kind: 'static', users: { 'j doe\\x': 4001 }, groups: { 'domain users': 513 } } }, scopes: [{ name: 'host', providers: ['dir'] }] };
-    const r = await rig({ policy });
-    try {
+    const policy = hostPolicy('example.com', { kind: 'static', users: { 'j doe\\x': 4001 }, groups: { 'domain users': 513 } });
+    await withRig(rig({ policy }), async (r) => {
       assert.equal(positive(await r.sim.request('nametoid', 'my client', 'user', 'j doe\\x@example.com')), 4001);
       assert.equal(positive(await r.sim.request('idtoname', 'tab\tclient', 'group', 513)), 'domain users@example.com');
       assert.ok(r.sim.replies.some((x) => x.line.startsWith('my\\040client user j\\040doe\\134x@example.com ')));
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 
   it('a name or id the kernel cannot hold is answered negatively, never truncated', async () => {
     const long = 'x'.repeat(120);
-    const policy: PolicyInput = { domain: 'a-long-domain.example', providers: { dir: { kind: 'static', users: { [long]: 7000 } } }, scopes: [{ name: 'host', providers: ['dir'] }] };
-    const r = await rig({ policy });
-    try {
+    const policy = hostPolicy('a-long-domain.example', { kind: 'static', users: { [long]: 7000 } });
+    await withRig(rig({ policy }), async (r) => {
       assert.equal((await r.sim.request('idtoname', '*', 'user', 7000)).kind, 'negative');
       assert.equal(r.t.events('nfsd.unencodable').length, 1);
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 });
 
 describe('NfsdResponder: hostile input', () => {
-  it('a malformed request with a readable key is answered negatively and logged', async () => {
-    const r = await rig();
-    try {
+  it('a malformed request with a readable key is answered negatively and logged', () =>
+    withRig(rig(), async (r) => {
       const res = await r.sim.requestRaw('idtoname', Buffer.from('* user 4294967295\n'));
       assert.equal(res.kind, 'negative');
       const bad = await r.sim.requestRaw('nametoid', Buffer.from('* group \xff\xfe@vmtest.example\n', 'latin1'));
       assert.equal(bad.kind, 'negative');
       assert.equal(r.t.events('nfsd.malformed').length, 2);
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
-  it('a request with no readable key is logged and dropped; the channel goes on serving', async () => {
-    const r = await rig();
-    try {
+  it('a request with no readable key is logged and dropped; the channel goes on serving', () =>
+    withRig(rig(), async (r) => {
       for (const line of ['garbage\n', '* user\n', '* user 1 2 3\n', '* user a\\b\n', 'no newline']) void r.sim.requestRaw('idtoname', Buffer.from(line));
       await until(() => r.responder.status().detail[0]!['dropped'] === 5, 'five requests dropped');
       assert.equal(r.t.events('nfsd.malformed').length, 5);
       assert.equal(positive(await r.sim.request('idtoname', '*', 'group', 3001)), 'staff2@vmtest.example');
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 });
 
 describe('NfsdResponder: flush', () => {
-  it('after a reload, flushKernelCaches() empties both caches and the next requests get the new answers', async () => {
-    const r = await rig();
-    try {
+  it('after a reload, flushKernelCaches() empties both caches and the next requests get the new answers', () =>
+    withRig(rig(), async (r) => {
       assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 2001)), 'alice@vmtest.example');
       assert.equal(positive(await r.sim.request('nametoid', '*', 'user', 'alice@vmtest.example')), 2001);
       const upcalls = r.sim.counters.upcalls;
@@ -237,20 +181,13 @@ describe('NfsdResponder: flush', () => {
       assert.equal(positive(await r.sim.request('nametoid', '*', 'user', 'alice@new.example')), 5001);
       assert.deepEqual(r.responder.status().detail.map((d) => d['flushes']), [1, 1]);
       assertClean(r.sim);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
-  it('a flush where nfsd is not running is a quiet no-op', async () => {
-    const r = await rig({ init: false });
-    try {
+  it('a flush where nfsd is not running is a quiet no-op', () =>
+    withRig(rig({ init: false }), async (r) => {
       await r.responder.flushKernelCaches();
       assert.deepEqual(r.responder.status().detail.map((d) => [d['flushes'], d['lastError']]), [[0, undefined], [0, undefined]]);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 });
 
 describe('NfsdResponder: many requests at once', () => {
@@ -266,8 +203,7 @@ describe('NfsdResponder: many requests at once', () => {
         { name: 'other', providers: ['dir'] },
       ],
     };
-    const r = await rig({ policy });
-    try {
+    await withRig(rig({ policy }), async (r) => {
       const jobs: Promise<void>[] = [];
       for (let i = 0; i < 400; i++) {
         const client = i % 4;
@@ -281,8 +217,6 @@ describe('NfsdResponder: many requests at once', () => {
       await Promise.all(jobs);
       assertClean(r.sim);
       assert.equal(r.sim.counters.negative, 0);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 });

@@ -4,67 +4,45 @@
  * pipe itself is the simulation, which enforces every check idmap_pipe_downcall() makes.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { endianness, tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { after, describe, it } from 'node:test';
+import { endianness } from 'node:os';
+import { describe, it } from 'node:test';
 import { PipefsResponder, type PipefsBase, type PipefsOptions } from '../../src/responders/pipefs/listener.js';
 import { staticKind } from '../../src/providers/static.js';
 import { silentLogger } from '../../src/log.js';
 import { CAPTURED_PIPE } from '../fixtures/pipefs/captures.js';
 import { deferred, GateSource, testEnv, until, type PolicyInput, type TestEnv } from '../sim/env.js';
-import { SimLegacyKeyring, SimPipefs, type UpcallResult } from '../sim/kernel-pipefs.js';
+import { SimLegacyKeyring, SimPipefs } from '../sim/kernel-pipefs.js';
+import { DIRECTORY, hostPolicy, startRig, valueOf, withRig, workDir, type SimRig } from '../sim/rig.js';
 
-const work = mkdtempSync(join(tmpdir(), 'nsidmap-pipefs-'));
-after(() => rmSync(work, { recursive: true, force: true }));
-let n = 0;
+const work = workDir('nsidmap-pipefs-');
+const POLICY = hostPolicy('vmtest.example');
 
-const DIRECTORY = {
-  kind: 'static' as const,
-  users: { root: 0, alice: 2001, bob: 2002, carol: 2003, nobody: 65534 },
-  groups: { root: 0, staff2: 3001, bob: 2002, carol: 2003, nogroup: 65534 },
-};
-
-const POLICY: PolicyInput = {
-  domain: 'vmtest.example',
-  providers: { dir: DIRECTORY },
-  scopes: [{ name: 'host', providers: ['dir'] }],
-};
-
-interface Rig {
-  readonly sim: SimPipefs;
-  readonly responder: PipefsResponder;
-  readonly t: TestEnv;
+interface Rig extends SimRig<SimPipefs, PipefsResponder> {
   /** every client the rig made */
   readonly clnt: string;
-  stop(): Promise<void>;
 }
 
 async function rig(opts: { policy?: PolicyInput; base?: PipefsBase; options?: PipefsOptions; t?: TestEnv; idmap?: boolean } = {}): Promise<Rig> {
-  const root = join(work, `m${n++}`);
+  const root = work.next('m');
   const sim = await new SimPipefs(root).init();
   const clnt = await sim.addClient({ idmap: opts.idmap });
   const t = opts.t ?? testEnv(opts.policy ?? POLICY);
   const responder = new PipefsResponder(root, opts.base ?? {}, { openChannel: sim.openChannel, rescanMs: 0, reopenMs: 10, ...opts.options });
-  await responder.start(t.env);
+  const r = await startRig(sim, responder, t, { clnt });
   if (opts.idmap !== false) await sim.waitForReader(clnt);
-  return { sim, responder, t, clnt, stop: () => responder.stop() };
+  return r;
 }
 
-function instantiated(r: UpcallResult): number | string {
-  assert.equal(r.kind, 'instantiated', JSON.stringify(r));
-  return r.kind === 'instantiated' ? r.value : -1;
-}
+const instantiated = valueOf('instantiated');
 
 describe('PipefsResponder: the captured upcalls', { skip: endianness() !== 'LE' && 'captures are little-endian' }, () => {
   it('the simulation accepts exactly the replies the real kernel accepted', () => {
-    const sim = new SimPipefs(work, { endian: 'LE' });
+    const sim = new SimPipefs(work.path, { endian: 'LE' });
     for (const c of CAPTURED_PIPE) assert.equal(sim.downcall(c.raw, c.reply).kind, 'instantiated');
   });
 
-  it('answers every captured upcall with the reply bytes the real kernel took', async () => {
-    const r = await rig();
-    try {
+  it('answers every captured upcall with the reply bytes the real kernel took', () =>
+    withRig(rig(), async (r) => {
       for (const c of CAPTURED_PIPE) {
         const res = await r.sim.upcallRaw(r.clnt, c.raw);
         assert.equal(instantiated(res), c.conv === 1 ? c.replyId : c.replyName);
@@ -75,18 +53,14 @@ describe('PipefsResponder: the captured upcalls', { skip: endianness() !== 'LE' 
       assert.equal(st['served'], CAPTURED_PIPE.length);
       assert.equal(st['mapped'], CAPTURED_PIPE.length);
       assert.equal(st['state'], 'open');
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 });
 
 describe('PipefsResponder: answers as rpc.idmapd would, but for ids nothing maps', () => {
   it('an unknown name answers SUCCESS + the nobody id; an unknown id is a failure reply (the key is negated)', async () => {
     // rpc.idmapd answers an unknown id with the nobody name. We do not: the kernel also asks the
     // pipe after a failed id_resolver key, and a nobody there makes `chown unmappable` succeed.
-    const r = await rig();
-    try {
+    await withRig(rig(), async (r) => {
       assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'mallory@vmtest.example' })), 65534);
       assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'group', conv: 'name-to-id', name: 'ghosts@vmtest.example' })), 65534);
       for (const type of ['user', 'group'] as const) {
@@ -97,15 +71,12 @@ describe('PipefsResponder: answers as rpc.idmapd would, but for ids nothing maps
       const st = r.responder.status().detail[0]!;
       assert.equal(st['nobody'], 3);
       assert.equal(st['negative'], 2);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 
   it('a scope that answers negatively gets a failure reply: the kernel negates the key, the ENOKEY is expected', async () => {
     const policy: PolicyInput = { ...POLICY, scopes: [{ name: 'strict', providers: ['dir'], unmapped: { toId: 'negative', toName: 'negative' } }] };
-    const r = await rig({ policy });
-    try {
+    await withRig(rig({ policy }), async (r) => {
       const res = await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'mallory@vmtest.example' });
       assert.equal(res.kind, 'negated');
       assert.ok(res.kind === 'negated' && res.requested && res.errno === 'ENOKEY', JSON.stringify(res));
@@ -113,9 +84,7 @@ describe('PipefsResponder: answers as rpc.idmapd would, but for ids nothing maps
       const st = r.responder.status().detail[0]!;
       assert.deepEqual([st['negative'], st['rejected'], st['lastError']], [1, 0, undefined]);
       assert.equal(r.sim.counters.rejected, 0);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 
   it('resolves with the base Context of its namespace: iface pipefs, the mount, the container', async () => {
@@ -130,8 +99,7 @@ describe('PipefsResponder: answers as rpc.idmapd would, but for ids nothing maps
         { name: 'host', providers: ['dir'] },
       ],
     };
-    const r = await rig({ policy, base: { container: { id: 'tenant-a-0123', runtime: 'docker' }, netns: { inode: 4026532999, isInit: false } } });
-    try {
+    await withRig(rig({ policy, base: { container: { id: 'tenant-a-0123', runtime: 'docker' }, netns: { inode: 4026532999, isInit: false } } }), async (r) => {
       assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 2001 })), 'alice@pipes.example');
       assert.deepEqual(r.responder.context.container, { id: 'tenant-a-0123', runtime: 'docker' });
       assert.equal(r.responder.context.pipefs, r.sim.root);
@@ -139,62 +107,48 @@ describe('PipefsResponder: answers as rpc.idmapd would, but for ids nothing maps
       const st = r.responder.status().detail[0]!;
       assert.equal(st['container'], 'tenant-a-0123');
       assert.equal(st['netns'], 4026532999);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 });
 
 describe('PipefsResponder: clnt directories and pipes coming and going', () => {
-  it('opens an idmap pipe that appears after its directory', async () => {
-    const r = await rig({ idmap: false });
-    try {
+  it('opens an idmap pipe that appears after its directory', () =>
+    withRig(rig({ idmap: false }), async (r) => {
       await until(() => r.responder.status().detail[0]?.['state'] === 'waiting', 'the client to be seen');
       assert.equal(r.sim.readers(r.clnt), 0);
       await r.sim.createPipe(r.clnt);
       await r.sim.waitForReader(r.clnt);
       assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'carol@vmtest.example' })), 2003);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
-  it('picks up a clnt directory made after start from the watch alone (no rescan)', async () => {
-    const r = await rig();
-    try {
+  it('picks up a clnt directory made after start from the watch alone (no rescan)', () =>
+    withRig(rig(), async (r) => {
       const second = await r.sim.addClient();
       await r.sim.waitForReader(second);
       assert.equal(instantiated(await r.sim.upcall(second, { type: 'group', conv: 'id-to-name', id: 3001 })), 'staff2@vmtest.example');
       assert.equal(r.responder.status().detail.length, 2);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
   it('finds clients by periodic rescan when the watch is not there to tell', async () => {
-    const root = join(work, `m${n++}`);
+    const root = work.next('m');
     const sim = new SimPipefs(root); // no nfs/ yet: the responder watches the root, then rescans
     const t = testEnv(POLICY);
     const responder = new PipefsResponder(root, {}, { openChannel: sim.openChannel, rescanMs: 20 });
-    await responder.start(t.env);
-    try {
+    await withRig(startRig(sim, responder, t, {}), async () => {
       assert.equal(responder.status().detail[0]?.['state'], 'waiting for nfs/');
       await sim.init();
       const c = await sim.addClient();
       await sim.waitForReader(c);
       assert.equal(instantiated(await sim.upcall(c, { type: 'user', conv: 'id-to-name', id: 2002 })), 'bob@vmtest.example');
-    } finally {
-      await responder.stop();
-    }
+    });
   });
 
   it('a clnt directory removed mid-flight fails that upcall, and the responder carries on with the others', async () => {
-    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work, log: silentLogger }));
+    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
     const t = testEnv(POLICY, { replace: { dir: gate } });
-    const r = await rig({ t });
-    const other = await r.sim.addClient();
-    await r.sim.waitForReader(other);
-    try {
+    await withRig(rig({ t }), async (r) => {
+      const other = await r.sim.addClient();
+      await r.sim.waitForReader(other);
       const hold = deferred();
       gate.hold = hold.promise;
       const inflight = r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' });
@@ -207,23 +161,17 @@ describe('PipefsResponder: clnt directories and pipes coming and going', () => {
       await until(() => r.responder.status().detail.every((d) => d['clnt'] !== r.clnt), 'the removed client to leave the status');
       assert.equal(instantiated(await r.sim.upcall(other, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' })), 2001);
       assert.equal(r.sim.counters.rejected, 0);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 
-  it('reopens a pipe that was unlinked and made again while its directory stayed', async () => {
-    const r = await rig();
-    try {
+  it('reopens a pipe that was unlinked and made again while its directory stayed', () =>
+    withRig(rig(), async (r) => {
       await r.sim.removePipe(r.clnt);
       await until(() => r.responder.status().detail[0]?.['state'] === 'waiting', 'the pipe to be let go');
       await r.sim.createPipe(r.clnt);
       await r.sim.waitForReader(r.clnt);
       assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
-    } finally {
-      await r.stop();
-    }
-  });
+    }));
 
   it('stop() closes every pipe (the kernel aborts a pending upcall then)', async () => {
     const r = await rig();
@@ -244,32 +192,25 @@ describe('PipefsResponder: hostile input', () => {
     ['300 bytes', Buffer.alloc(300, 0)],
   ];
   for (const [what, bytes] of garbage) {
-    it(`a malformed upcall (${what}) is answered negatively and logged, and the next one is served`, async () => {
-      const r = await rig();
-      try {
+    it(`a malformed upcall (${what}) is answered negatively and logged, and the next one is served`, () =>
+      withRig(rig(), async (r) => {
         const res = await r.sim.upcallRaw(r.clnt, bytes);
         assert.ok(res.kind === 'negated' && res.requested, `want a failure reply, got ${JSON.stringify(res)}`);
         assert.equal(r.t.events('pipefs.malformed').length, 1);
         assert.equal(r.responder.status().detail[0]!['malformed'], 1);
         assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
         assert.equal(r.sim.counters.rejected, 0);
-      } finally {
-        await r.stop();
-      }
-    });
+      }));
   }
 
   it('a name too long for an IDTONAME reply is a failure reply, never a truncated name', async () => {
     const long = 'x'.repeat(120);
-    const policy: PolicyInput = { domain: 'a-very-long-domain.example', providers: { dir: { kind: 'static', users: { [long]: 7000 } } }, scopes: [{ name: 'host', providers: ['dir'] }] };
-    const r = await rig({ policy });
-    try {
+    const policy = hostPolicy('a-very-long-domain.example', { kind: 'static', users: { [long]: 7000 } });
+    await withRig(rig({ policy }), async (r) => {
       const res = await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 7000 });
       assert.ok(res.kind === 'negated' && res.requested, JSON.stringify(res));
       assert.equal(r.t.events('pipefs.unencodable').length, 1);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 });
 
@@ -277,9 +218,8 @@ describe('PipefsResponder: many clients at once', () => {
   it('never crosses replies: 12 clients × 25 concurrent upcalls, each answered with its own value', async () => {
     const users: Record<string, number> = {};
     for (let i = 0; i < 300; i++) users[`u${i}`] = 10_000 + i;
-    const policy: PolicyInput = { domain: 'many.example', providers: { dir: { kind: 'static', users, groups: users } }, scopes: [{ name: 'host', providers: ['dir'] }] };
-    const r = await rig({ policy });
-    try {
+    const policy = hostPolicy('many.example', { kind: 'static', users, groups: users });
+    await withRig(rig({ policy }), async (r) => {
       const clients = [r.clnt];
       for (let i = 1; i < 12; i++) clients.push(await r.sim.addClient());
       for (const c of clients) await r.sim.waitForReader(c);
@@ -299,9 +239,7 @@ describe('PipefsResponder: many clients at once', () => {
       assert.deepEqual(r.sim.counters, { upcalls: 300, instantiated: 300, negativeReplies: 0, rejected: 0, aborted: 0, noReader: 0, strayWrites: 0 });
       const served = r.responder.status().detail.reduce((s, d) => s + Number(d['served']), 0);
       assert.equal(served, 300);
-    } finally {
-      await r.stop();
-    }
+    });
   });
 });
 
@@ -323,7 +261,7 @@ describe('the kernel caches pipe answers host-wide (a fact the policy must live 
     const t = testEnv(policy);
     const ns: { sim: SimPipefs; clnt: string; responder: PipefsResponder }[] = [];
     for (const tenant of ['tenant-a', 'tenant-b']) {
-      const root = join(work, `m${n++}`);
+      const root = work.next('m');
       const sim = await new SimPipefs(root, { keyring }).init();
       const clnt = await sim.addClient();
       const responder = new PipefsResponder(root, { container: { id: tenant, runtime: 'docker' } }, { openChannel: sim.openChannel, rescanMs: 0 });

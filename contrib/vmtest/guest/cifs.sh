@@ -12,14 +12,7 @@ MNT=/mnt/cifs
 DOMAIN_SID=S-1-5-21-1111-2222-3333
 
 cifs_setup() {
-  step "setup: identities, policy, request-key rules, syslog"
-  hostname vmtest
-  ip link set lo up
-  add_client_users || return 1
-  install_policy
-  install_rules
-  start_syslog
-  nsidmapd_launch
+  guest_setup || return 1
   mkdir -p "$SHARE" "$MNT" /var/lib/samba/private /var/cache/samba /run/samba
   mount -t tmpfs tmpfs "$SHARE"
   return 0

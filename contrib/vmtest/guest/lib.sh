@@ -89,6 +89,20 @@ nsidmapd_ready() {
 }
 idmapctl() { t 60 "$NODE" "$ROOT/dist/src/cli/main.js" "$@"; }
 
+# The first steps of every suite's setup: the guest's name and loopback, the client's users, the
+# test's policy and our request-key rules, syslog for the helper, and nsidmapd launched (the suite
+# waits for it later with nsidmapd_ready). Fails when the client's users cannot be added.
+guest_setup() {
+  step "setup: identities, policy, request-key rules, syslog"
+  hostname vmtest
+  ip link set lo up
+  add_client_users || return 1
+  install_policy
+  install_rules
+  start_syslog
+  nsidmapd_launch
+}
+
 # What nsidmapd serves now (its status): lines `nfsd|pipefs <netns> <path>` and
 # `clientid <netns> <identifier> <state>`, netns being `init` or an inode number (served.mjs).
 served() { t 20 "$NODE" "$GUEST/served.mjs" "$SOCKET" "$LOGS/status.json" 2>>"$LOGS/served.log"; }

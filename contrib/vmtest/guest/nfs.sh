@@ -19,14 +19,7 @@ MNT=/mnt/nfs
 MOUNT_OPTS=vers=4.2,sec=sys,proto=tcp,addr=127.0.0.1,clientaddr=127.0.0.1,actimeo=0
 
 nfs_setup() {
-  step "setup: identities, policy, request-key rules, syslog"
-  hostname vmtest
-  ip link set lo up
-  add_client_users || return 1
-  install_policy
-  install_rules
-  start_syslog
-  nsidmapd_launch
+  guest_setup || return 1
   printf '[General]\nDomain = vmtest.example\n[Mapping]\nNobody-User = nobody\nNobody-Group = nogroup\n' > /etc/idmapd.conf
 
   step "modules: idmapping on at both ends"
