@@ -47,6 +47,7 @@ export class SqliteStore implements CacheStore {
   readonly #db: Database.Database;
   readonly #get: Database.Statement<[string], CacheEntry>;
   readonly #set: Database.Statement<[CacheEntry]>;
+  readonly #setMany: (entries: readonly CacheEntry[]) => void;
   readonly #delete: Database.Statement<[string]>;
   readonly #stats: Database.Statement<[], CacheStats>;
   readonly #list: Database.Statement<[FilterParams], CacheEntry>[];
@@ -63,6 +64,9 @@ export class SqliteStore implements CacheStore {
        ON CONFLICT (key) DO UPDATE SET scope = excluded.scope, value = excluded.value,
          source = excluded.source, stored = excluded.stored, expires = excluded.expires`,
     );
+    this.#setMany = db.transaction((entries: readonly CacheEntry[]) => {
+      for (const e of entries) this.#set.run(e);
+    });
     this.#delete = db.prepare('DELETE FROM cache WHERE key = ?');
     this.#stats = db.prepare('SELECT count(*) AS entries, count(*) - count(value) AS negative FROM cache');
     this.#list = WHERE.map((w) => db.prepare(`SELECT ${COLUMNS} FROM cache ${w} ORDER BY key LIMIT @limit`));
@@ -85,6 +89,15 @@ export class SqliteStore implements CacheStore {
   set(entry: CacheEntry): void {
     try {
       this.#set.run(entry);
+    } catch (e) {
+      throw this.#fault('write', e);
+    }
+  }
+
+  /** In one transaction: one commit for the lot. */
+  setMany(entries: readonly CacheEntry[]): void {
+    try {
+      this.#setMany(entries);
     } catch (e) {
       throw this.#fault('write', e);
     }

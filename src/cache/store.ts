@@ -35,6 +35,8 @@ export interface CacheStats {
 export interface CacheStore {
   get(key: string): CacheEntry | undefined;
   set(entry: CacheEntry): void;
+  /** several at once: all or none (a store that can, writes them in one transaction) */
+  setMany?(entries: readonly CacheEntry[]): void;
   delete(key: string): boolean;
   /** delete every entry matching (all when no filter); returns how many */
   flush(filter?: CacheFilter): number;

@@ -93,7 +93,7 @@ export class Engine {
 
   async start(): Promise<void> {
     const path = this.cachePath;
-    this.storeRef = openCache({ path, memoryEntries: this.policy.cache.memoryEntries });
+    this.storeRef = openCache({ path, memoryEntries: this.policy.cache.memoryEntries, onWriteError: cacheWriteReporter(this.log, path) });
     this.openedCachePath = path;
     await startSources(this.policy);
     this.resolverRef = new Resolver(this.policy, this.storeRef, { log: this.log, metrics: this.opts.metrics, audit: this.opts.audit });
@@ -131,4 +131,21 @@ async function startSources(p: CompiledPolicy): Promise<void> {
 
 async function stopSources(p: CompiledPolicy): Promise<void> {
   for (const s of [...p.sources.values()].reverse()) await s.stop?.().catch(() => undefined);
+}
+
+/**
+ * Logs a failed cache write (the answers were served; the file lacks them): the first at once,
+ * then at most one line a minute saying how many entries were not written since.
+ */
+function cacheWriteReporter(log: Logger, path: string): (e: unknown, lost: number) => void {
+  let last = -Infinity;
+  let unreported = 0;
+  return (e, lost) => {
+    unreported += lost;
+    const now = Date.now();
+    if (now - last < 60_000) return;
+    last = now;
+    log.warn('cache.write_failed', { path, entries: unreported, error: e instanceof Error ? e.message : String(e) });
+    unreported = 0;
+  };
 }

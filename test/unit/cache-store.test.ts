@@ -263,6 +263,94 @@ describe('TieredStore', () => {
     tiered.close();
   });
 
+  describe('writes to the back after the turn, in one transaction', () => {
+    /** A SQLite back that counts how it is written to, and can be made to fail. */
+    class CountingBack extends SqliteStore {
+      batches: number[] = [];
+      singles = 0;
+      failWith: Error | undefined;
+      override set(e: CacheEntry): void {
+        this.singles++;
+        super.set(e);
+      }
+      override setMany(entries: readonly CacheEntry[]): void {
+        if (this.failWith) throw this.failWith;
+        this.batches.push(entries.length);
+        super.setMany(entries);
+      }
+    }
+    const turn = () => new Promise<void>((r) => setImmediate(r));
+
+    it('a burst of 200 writes is one transaction once the turn ends; until then the front answers', async () => {
+      const back = new CountingBack(':memory:');
+      const tiered = new TieredStore(new MemoryStore(), back);
+      for (let i = 0; i < 200; i++) tiered.set(entry(`s\x1fk\x1fu${i}`, String(i)));
+      assert.equal(back.get('s\x1fk\x1fu7'), undefined, 'not in the file yet');
+      assert.equal(tiered.get('s\x1fk\x1fu7')?.value, '7');
+      assert.equal(tiered.pendingWrites, 200);
+      await turn();
+      assert.deepEqual(back.batches, [200]);
+      assert.equal(back.singles, 0);
+      assert.equal(back.get('s\x1fk\x1fu7')?.value, '7');
+      assert.equal(tiered.pendingWrites, 0);
+      tiered.close();
+    });
+
+    it('the last write of a key in the turn is the one written', async () => {
+      const back = new CountingBack(':memory:');
+      const tiered = new TieredStore(new MemoryStore(), back);
+      tiered.set(entry('s\x1fk\x1fa', '1'));
+      tiered.set(entry('s\x1fk\x1fa', null));
+      await turn();
+      assert.deepEqual(back.batches, [1]);
+      assert.equal(back.get('s\x1fk\x1fa')?.value, null);
+      tiered.close();
+    });
+
+    it('a pending entry the front has already let go is still answered', () => {
+      const tiered = new TieredStore(new MemoryStore({ maxEntries: 1 }), new CountingBack(':memory:'));
+      tiered.set(entry('s\x1fk\x1fa', '1'));
+      tiered.set(entry('s\x1fk\x1fb', '2'));
+      assert.equal(tiered.get('s\x1fk\x1fa')?.value, '1');
+      tiered.close();
+    });
+
+    it('delete, flush, list, stats and close see pending writes as written', () => {
+      const path = tmpFile();
+      const tiered = new TieredStore(new MemoryStore(), new CountingBack(path));
+      tiered.set(entry('s\x1fk\x1fa'));
+      tiered.set(entry('t\x1fk\x1fb'));
+      tiered.set(entry('t\x1fk\x1fc'));
+      assert.deepEqual(tiered.stats(), { entries: 3, negative: 0 });
+      tiered.set(entry('s\x1fk\x1fd'));
+      assert.deepEqual(tiered.list({ scope: 's' }).map((e) => e.key), ['s\x1fk\x1fa', 's\x1fk\x1fd']);
+      tiered.set(entry('s\x1fk\x1fe'));
+      assert.equal(tiered.flush({ scope: 's' }), 3);
+      tiered.set(entry('u\x1fk\x1ff'));
+      assert.equal(tiered.delete('u\x1fk\x1ff'), true);
+      assert.equal(tiered.get('u\x1fk\x1ff'), undefined);
+      tiered.set(entry('u\x1fk\x1fg'));
+      tiered.close();
+      const again = new SqliteStore(path);
+      assert.deepEqual(again.list().map((e) => e.key), ['t\x1fk\x1fb', 't\x1fk\x1fc', 'u\x1fk\x1fg']);
+      again.close();
+    });
+
+    it('a failed write neither throws nor loses the answers from memory; onWriteError hears how many', async () => {
+      const back = new CountingBack(':memory:');
+      back.failWith = new Error('database or disk is full');
+      const heard: [string, number][] = [];
+      const tiered = new TieredStore(new MemoryStore(), back, { onWriteError: (e, n) => heard.push([(e as Error).message, n]) });
+      ['a', 'b', 'c'].forEach((k) => tiered.set(entry(`s\x1fk\x1f${k}`)));
+      await turn();
+      assert.deepEqual(heard, [['database or disk is full', 3]]);
+      assert.ok(tiered.get('s\x1fk\x1fb'), 'still answered from memory');
+      assert.equal(tiered.pendingWrites, 0);
+      back.failWith = undefined;
+      tiered.close();
+    });
+  });
+
   it('openCache answers from the file after a restart', () => {
     const path = tmpFile();
     const first = openCache({ path });
