@@ -31,6 +31,7 @@ const ok = (cmd: string, ...args: string[]): boolean => spawnSync(cmd, args, { s
 const isRoot = process.getuid?.() === 0;
 const hasUnshare = ok('unshare', '--version') && ok('nsenter', '--version');
 const hasIp = ok('ip', '-V');
+const hasCc = spawnSync('cc', ['--version'], { stdio: 'ignore' }).status === 0;
 const skip = !isRoot ? 'needs root' : !hasUnshare ? 'needs unshare(1) and nsenter(1) (util-linux)' : false;
 
 const tmp = mkdtempSync(join(tmpdir(), 'nsidmap-namespaces-'));
@@ -309,6 +310,84 @@ describe('UeventListener with real NETLINK_KOBJECT_UEVENT sockets', { skip }, ()
       assert.deepEqual(events.tagged(devNull).map((x) => x.tag).sort(), ['child', 'host']);
       l.unwatch('child');
       assert.deepEqual([...l.watching], ['host']);
+    } finally {
+      await l.stop();
+    }
+  });
+
+  it('a flood of uevents does not hold the event loop: it reads in batches and lets the daemon run between them', { skip: !hasCc && 'needs a C compiler (cc) for the flood' }, async (t) => {
+    // A shell loop cannot write uevents faster than they are read; this writes ~200k/s.
+    const dir = mkdtempSync(join(tmp, 'flood-'));
+    const flood = join(dir, 'flood');
+    try {
+      writeFileSync(`${flood}.c`, [
+        '#include <fcntl.h>',
+        '#include <stdlib.h>',
+        '#include <time.h>',
+        '#include <unistd.h>',
+        'int main(int c, char **v) {',
+        '  int fd = open("/sys/class/net/lo/uevent", O_WRONLY);',
+        '  if (fd < 0) return 1;',
+        '  time_t end = time(0) + atoi(v[1]);',
+        '  while (time(0) < end) for (int i = 0; i < 1000; i++) if (write(fd, "change", 6) < 0) return 1;',
+        '  return 0;',
+        '}',
+      ].join('\n'));
+      assert.equal(spawnSync('cc', ['-O2', '-o', flood, `${flood}.c`]).status, 0, 'cc');
+      let events = 0;
+      const l = new UeventListener({ log: silentLogger, onEvent: () => void events++ });
+      await l.start();
+      // unshare without --fork execs sh in the new namespaces: the child's pid is in them
+      const child = spawn('unshare', ['-n', '-m', '--propagation', 'private', 'sh', '-c', `mount -t sysfs sysfs /sys && sleep 0.5 && exec ${flood} 2`], { stdio: 'ignore' });
+      try {
+        await until('the child\'s network namespace', () => (child.pid && readlinkSync(`/proc/${child.pid}/ns/net`) !== readlinkSync('/proc/self/ns/net') ? true : undefined));
+        await l.watch('flood', `/proc/${child.pid}/ns/net`);
+        let last = performance.now();
+        let worst = 0;
+        const tick = setInterval(() => {
+          const now = performance.now();
+          worst = Math.max(worst, now - last);
+          last = now;
+        }, 5);
+        const code = await new Promise<number | null>((r) => child.on('exit', r));
+        clearInterval(tick);
+        t.diagnostic(`${events} uevents read; the event loop's longest wait for a 5 ms timer: ${worst.toFixed(0)} ms`);
+        assert.equal(code, 0, 'the flood ran');
+        assert.ok(events > 1000, `read ${events} uevents`);
+        assert.ok(worst < 500, `the event loop was held for ${worst.toFixed(0)} ms`);
+      } finally {
+        child.kill('SIGKILL');
+        await l.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a handler that unwatches its namespace and watches another: the next events go to the new tag only', async () => {
+    // closing A and opening B at once usually hands B A's fd number; the old read loop must stop
+    const [u1, u2] = [randomUUID(), randomUUID()];
+    const seen: string[] = [];
+    const l: UeventListener = new UeventListener({
+      log: silentLogger,
+      onEvent: (tag, e) => {
+        const u = e.env.get('SYNTH_UUID');
+        if (u !== u1 && u !== u2) return;
+        seen.push(`${tag}:${u === u1 ? 'u1' : 'u2'}`);
+        if (u === u1 && tag === 'A') {
+          l.unwatch('A');
+          void l.watch('B', '/proc/self/ns/net');
+          synth('/sys/class/net/lo/uevent', 'change', u2);
+        }
+      },
+    });
+    await l.start();
+    try {
+      await l.watch('A', '/proc/self/ns/net');
+      synth('/sys/class/net/lo/uevent', 'change', u1);
+      await until('u2 seen', () => (seen.includes('B:u2') ? true : undefined));
+      await sleep(100);
+      assert.deepEqual(seen, ['A:u1', 'B:u2']);
     } finally {
       await l.stop();
     }

@@ -267,6 +267,22 @@ describe('check: what the schema cannot see', () => {
       assert.deepEqual(check(text, 'error'), ['p.yaml:4:11: scopes[1].name: unreachable: every request it matches is taken by scopes[0] (c1) first']);
     });
 
+    it('accepts the same idRange under another id space: under ids: container it is matched through the reader\'s map', () => {
+      // a container reader's id with no host id fits `tenant`'s range not at all; `plain` still takes it
+      const scopes = (ids: string) => yaml(
+        'scopes:',
+        '  - name: tenant',
+        '    match: { interface: nfsd, idRange: { first: 100000, count: 65536 } }',
+        '    ids: container',
+        '  - name: plain',
+        '    match: { interface: nfsd, idRange: { first: 100000, count: 65536 } }',
+        `    ids: ${ids}`,
+        '  - name: rest',
+      );
+      assert.deepEqual(check(scopes('host'), 'error'), []);
+      assert.deepEqual(check(scopes('container'), 'error'), ['p.yaml:5:11: scopes[1].name: unreachable: every request it matches is taken by scopes[0] (tenant) first']);
+    });
+
     it('accepts scopes whose conditions differ', () => {
       const text = yaml(
         'scopes:',

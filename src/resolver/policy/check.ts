@@ -23,7 +23,7 @@ export function checkPolicy(loaded: LoadedPolicy): Finding[] {
   checkStatic(cfg, report);
   checkSidRanges(cfg, report);
   scopes.forEach((sc, i) => checkScope(sc, i, report));
-  checkReachability(scopes, report);
+  checkReachability(scopes, cfg.defaults?.ids ?? 'host', report);
   checkMetrics(cfg, report);
   return out;
 }
@@ -119,8 +119,14 @@ function checkMapLines(lines: readonly (readonly [number, number, number])[] | u
 
 const same = (x: unknown, y: unknown) => JSON.stringify(x) === JSON.stringify(y);
 
-/** Scope B is unreachable when an earlier A takes every request B takes. */
-function shadows(a: MatchConfig | undefined, b: MatchConfig | undefined): boolean {
+/**
+ * Scope B is unreachable when an earlier A takes every request B takes. `ids` are the scopes' id
+ * spaces: an `idRange` is matched on the host id, which a scope with `ids: container` reads
+ * through the reader's map (match.ts hostIdOf) — so the same range under two different `ids`
+ * takes different requests, and neither shadows the other.
+ */
+function shadows(a: MatchConfig | undefined, b: MatchConfig | undefined, ids: { a: string; b: string }): boolean {
+  if (a?.idRange !== undefined && b?.idRange !== undefined && ids.a !== ids.b) return false;
   // interface and requester conditions narrow: A's must be a subset of B's, with equal values
   const narrowing = ['interface', ...REQUESTER_KEYS] as const;
   if (!narrowing.every((k) => a?.[k] === undefined || same(a[k], b?.[k]))) return false;
@@ -132,9 +138,11 @@ function shadows(a: MatchConfig | undefined, b: MatchConfig | undefined): boolea
   return named.length > 0 && named.every((k) => same(a?.[k], b?.[k]));
 }
 
-function checkReachability(scopes: readonly ScopeConfig[], report: Report): void {
+function checkReachability(scopes: readonly ScopeConfig[], defaultIds: string, report: Report): void {
+  const idsOf = (s: ScopeConfig) => s.ids ?? defaultIds;
   for (let b = 1; b < scopes.length; b++) {
-    const a = scopes.slice(0, b).findIndex((s) => shadows(s.match, scopes[b]!.match));
+    const sb = scopes[b]!;
+    const a = scopes.slice(0, b).findIndex((s) => shadows(s.match, sb.match, { a: idsOf(s), b: idsOf(sb) }));
     if (a >= 0) report(['scopes', b, 'name'], `unreachable: every request it matches is taken by scopes[${a}] (${scopes[a]!.name}) first`);
   }
   const catchAll = (iface: Interface) =>

@@ -41,7 +41,7 @@ export interface ClientIdResponderOptions {
   /** default: SysfsClientIdWriter through a helper in each namespace */
   readonly writer?: ClientIdWriter;
   /** per-namespace uevent listeners: default a UeventListener; false for none */
-  readonly uevents?: ((onEvent: (tag: string, e: Uevent) => void, log: Logger) => UeventSource) | false;
+  readonly uevents?: ((onEvent: (tag: string, e: Uevent) => void, log: Logger, onOverflow: (tag: string) => void) => UeventSource) | false;
   /** reads a host file (the nfs module parameter); tests substitute one */
   readonly readFile?: (path: string) => Buffer;
   /** reads a file as a namespace's root sees it (`/` for ours); default readInRoot; tests substitute one */
@@ -111,8 +111,9 @@ export class ClientIdResponder implements NamespaceWatcher, ClientIdAdmin {
     this.#hooks = hooks;
     this.#hostMachineId = this.#machineIdOf('/');
     if (this.#opts.uevents === false) return;
-    const make = this.#opts.uevents ?? ((onEvent, log) => new UeventListener({ log, onEvent }));
-    const source = make((tag, e) => this.#onUevent(tag, e), this.#log);
+    const make = this.#opts.uevents ?? ((onEvent, log, onOverflow) => new UeventListener({ log, onEvent, onOverflow }));
+    // events were lost (the socket overflowed): a scan finds what they would have said
+    const source = make((tag, e) => this.#onUevent(tag, e), this.#log, (tag) => this.#hooks?.rescanSoon(`uevents lost in netns ${tag} (socket overflow)`));
     try {
       await source.start();
       this.#uevents = source;

@@ -30,6 +30,9 @@ import { parseUevent, type Uevent } from './codec.js';
 /** Receive buffer: larger than any uevent (codec.ts, UEVENT_MAX); a longer datagram is dropped. */
 const UEVENT_BUF = 16384;
 
+/** Datagrams read in one go before the event loop gets its turn back. */
+const DRAIN_BATCH = 64;
+
 /** linux/socket.h, linux/netlink.h, sched.h, asm-generic/errno.h */
 const AF_NETLINK = 16;
 const SOCK_RAW = 3;
@@ -178,28 +181,42 @@ export class UeventListener {
   /** Waits, drains, waits again, until the socket is closed (unwatch, stop). */
   async #listen(tag: string, fd: number): Promise<void> {
     const poller = this.#poller!;
-    while (this.#sockets.get(tag) === fd) {
-      if ((await poller.wait(fd)) === 'closed') return;
-      if (this.#sockets.get(tag) !== fd) return;
-      this.#drain(tag, fd);
+    const mine = () => this.#sockets.get(tag) === fd;
+    try {
+      while (mine()) {
+        if ((await poller.wait(fd)) === 'closed' || !mine()) return;
+        // A full batch may mean more is queued: let the rest of the daemon run, then read on
+        // without waiting (a flood of uevents must not hold the event loop; the kernel drops
+        // what overflows the socket and says so with ENOBUFS).
+        while (this.#drain(tag, fd) === 'more') {
+          await new Promise((r) => setImmediate(r));
+          if (!mine()) return;
+        }
+      }
+    } catch (e) {
+      this.#opts.log.error('uevent.listen_failed', { ns: tag, error: (e as Error)?.stack ?? String(e) });
+      this.#close(tag);
     }
   }
 
-  #drain(tag: string, fd: number): void {
+  /** Reads at most DRAIN_BATCH datagrams: 'more' when the batch filled, 'done' at EAGAIN or close. */
+  #drain(tag: string, fd: number): 'more' | 'done' {
     const nl = this.#nl!;
     const buf = this.#buf;
-    for (;;) {
+    for (let i = 0; i < DRAIN_BATCH; i++) {
+      // a callback may have unwatched this namespace; the fd number may already be another's
+      if (this.#sockets.get(tag) !== fd) return 'done';
       this.#srclen[0] = SOCKADDR_NL;
       const n = Number(nl.recvfrom(fd, buf, buf.length, MSG_TRUNC, this.#src, this.#srclen));
       if (n < 0) {
         const e = nl.errno();
         if (e === ENOBUFS) {
           this.#opts.log.warn('uevent.overflow', { ns: tag });
-          this.#opts.onOverflow?.(tag);
+          this.#call(tag, () => this.#opts.onOverflow?.(tag));
           continue;
         }
         if (e !== EAGAIN && e !== EINTR) this.#opts.log.warn('uevent.error', { ns: tag, error: `recv: errno ${e}` });
-        return;
+        return 'done';
       }
       // Port 0 is the kernel: a task cannot send from it, so nothing else is taken for a uevent.
       // MSG_TRUNC makes n the datagram's real length: one cut short is dropped, not half-parsed.
@@ -209,12 +226,18 @@ export class UeventListener {
         this.#opts.log.debug('uevent.malformed', { ns: tag, reason: parsed.reason });
         continue;
       }
-      try {
-        this.#opts.onEvent(tag, parsed.event);
-      } catch (e) {
-        // one handler's bug must not stop this namespace's socket from being read
-        this.#opts.log.error('uevent.handler_failed', { ns: tag, error: (e as Error)?.stack ?? String(e) });
-      }
+      const event = parsed.event;
+      this.#call(tag, () => this.#opts.onEvent(tag, event));
+    }
+    return 'more';
+  }
+
+  /** One handler's bug must not stop this namespace's socket from being read. */
+  #call(tag: string, fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.#opts.log.error('uevent.handler_failed', { ns: tag, error: (e as Error)?.stack ?? String(e) });
     }
   }
 
