@@ -121,6 +121,11 @@ export class Resolver {
   }
 
   /** Swap in a new policy (reload). Cached answers stay: they are keyed by scope name. */
+  /** The policy in force; a new object after every reload (setPolicy). */
+  get current(): CompiledPolicy {
+    return this.policy;
+  }
+
   setPolicy(policy: CompiledPolicy): void {
     this.policy = policy;
     this.slots = this.slotsOf(policy);

@@ -6,8 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
+import { silentLogger } from '../../src/log.js';
+import { SourceFault, type Source } from '../../src/providers/source.js';
+import { staticKind } from '../../src/providers/static.js';
 import { NfsdResponder, type NfsdBase } from '../../src/responders/nfsd/listener.js';
-import { compile, testEnv, until, type PolicyInput } from '../sim/env.js';
+import { compile, deferred, GateSource, testEnv, until, type PolicyInput } from '../sim/env.js';
 import { SimNfsd } from '../sim/kernel-nfsd.js';
 import { DIRECTORY, hostPolicy, startRig, valueOf, withRig, workDir, type SimRig } from '../sim/rig.js';
 import { CAPTURED_NFSD } from '../fixtures/nfsd/captures.js';
@@ -19,13 +22,13 @@ interface Rig extends SimRig<SimNfsd, NfsdResponder> {
   readonly clock: { ms: number };
 }
 
-async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number } = {}): Promise<Rig> {
+async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number; replace?: Record<string, Source> } = {}): Promise<Rig> {
   const dir = work.next('ns');
   const clock = { ms: 1_795_966_710_000 };
   const now = () => clock.ms;
   const sim = new SimNfsd(dir, { now });
   if (opts.init !== false) await sim.init();
-  const t = testEnv(opts.policy ?? POLICY, { now });
+  const t = testEnv(opts.policy ?? POLICY, { now, replace: opts.replace });
   const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20 });
   return startRig(sim, responder, t, { clock });
 }
@@ -126,22 +129,41 @@ describe('NfsdResponder: answers', () => {
     });
   });
 
-  it('a name or id the kernel cannot hold is answered negatively, never truncated', async () => {
+  it('a name the kernel cannot hold is never truncated: idtoname answers the bare nobody', async () => {
     const long = 'x'.repeat(120);
     const policy = hostPolicy('a-long-domain.example', { kind: 'static', users: { [long]: 7000 } });
     await withRig(rig({ policy }), async (r) => {
-      assert.equal((await r.sim.request('idtoname', '*', 'user', 7000)).kind, 'negative');
+      assert.equal(positive(await r.sim.request('idtoname', '*', 'user', 7000)), 'nobody');
       assert.equal(r.t.events('nfsd.unencodable').length, 1);
       assertClean(r.sim);
     });
   });
+
+  it('a source error never puts the raw id on the wire: idtoname answers nobody for a short while, nametoid stays negative', async () => {
+    // a negative idtoname entry makes nfsd send the numeric id (encode_ascii_id), which a client
+    // would take as one of its own ids
+    const broken: Source = { kind: 'static', name: 'dir', byId: async () => { throw new SourceFault('dir', 'directory down'); }, byName: async () => { throw new SourceFault('dir', 'directory down'); } };
+    await withRig(rig({ replace: { dir: broken } }), async (r) => {
+      const id = await r.sim.request('idtoname', '*', 'user', 2001);
+      assert.equal(positive(id), 'nobody');
+      assert.ok(id.kind === 'positive' && id.expiry - Math.floor(r.clock.ms / 1000) <= 60, `a short expiry: ${JSON.stringify(id)}`);
+      assert.equal((await r.sim.request('nametoid', '*', 'user', 'alice@vmtest.example')).kind, 'negative');
+      assertClean(r.sim);
+    });
+  });
+
+  it('a negative the policy asks for on idtoname (unmapped.toName: negative) is given', () =>
+    withRig(rig({ policy: hostPolicy('vmtest.example', DIRECTORY, { unmapped: { toName: 'negative' } }) }), async (r) => {
+      assert.equal((await r.sim.request('idtoname', '*', 'user', 4242)).kind, 'negative');
+      assertClean(r.sim);
+    }));
 });
 
 describe('NfsdResponder: hostile input', () => {
-  it('a malformed request with a readable key is answered negatively and logged', () =>
+  it('a malformed request with a readable key is answered (idtoname: nobody, nametoid: negative) and logged', () =>
     withRig(rig(), async (r) => {
       const res = await r.sim.requestRaw('idtoname', Buffer.from('* user 4294967295\n'));
-      assert.equal(res.kind, 'negative');
+      assert.equal(positive(res), 'nobody', 'idtoname: never negative (nfsd would send the number)');
       const bad = await r.sim.requestRaw('nametoid', Buffer.from('* group \xff\xfe@vmtest.example\n', 'latin1'));
       assert.equal(bad.kind, 'negative');
       assert.equal(r.t.events('nfsd.malformed').length, 2);
@@ -182,6 +204,24 @@ describe('NfsdResponder: flush', () => {
       assert.deepEqual(r.responder.status().detail.map((d) => d['flushes']), [1, 1]);
       assertClean(r.sim);
     }));
+
+  it('an answer resolved across a reload is kept by nfsd for 1 s only (its flush happened meanwhile)', async () => {
+    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
+    await withRig(rig({ replace: { dir: gate } }), async (r) => {
+      const held = deferred();
+      gate.hold = held.promise;
+      const pending = r.sim.request('idtoname', '*', 'user', 2001);
+      await until(() => gate.calls === 1, 'the source to be asked');
+      r.t.resolver.setPolicy(compile({ domain: 'vmtest.example', providers: { dir: { ...DIRECTORY, users: { alice: 5001 } } }, scopes: [{ name: 'v2', providers: ['dir'] }] }));
+      await r.responder.flushKernelCaches();
+      gate.hold = undefined;
+      held.resolve();
+      const res = await pending;
+      assert.equal(positive(res), 'alice@vmtest.example');
+      assert.ok(res.kind === 'positive' && res.expiry === Math.floor(r.clock.ms / 1000) + 1, `expiry now + 1 s: ${JSON.stringify(res)}`);
+      assertClean(r.sim);
+    });
+  });
 
   it('a flush where nfsd is not running is a quiet no-op', () =>
     withRig(rig({ init: false }), async (r) => {

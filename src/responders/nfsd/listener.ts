@@ -11,10 +11,13 @@
  *   that is missing (nfsd not loaded yet in that namespace) is retried every `retryMs`.
  * - One read() is one request; requests are answered concurrently, each with one write() of one
  *   line. A reply names its key (auth, type, id or name), so answers may go back in any order.
- * - expiry = now + answer.ttl, absolute wall-clock seconds.
- * - No value from the resolver → a negative reply: with the resolver's `nfsd` defaults that is a
- *   name→id failure (a chown must not silently become nobody), while id→name answers nobody.
- * - A malformed request is logged; when its key can still be read it is answered negatively, else
+ * - expiry = now + answer.ttl, absolute wall-clock seconds; 1 s for an answer resolved while a
+ *   reload flushed nfsd's caches (it may be the old policy's).
+ * - No value for nametoid → a negative reply (a chown must not silently become nobody). No value
+ *   for idtoname (a source error, a name nfsd cannot hold, a malformed request) → the bare
+ *   `nobody`, as rpc.idmapd: a negative idtoname entry makes nfsd put the numeric id on the wire.
+ *   Only a policy's explicit `unmapped.toName: negative` gets a negative idtoname reply.
+ * - A malformed request is logged; when its key can still be read it is answered as above, else
  *   it is dropped (no reply could match it — nfsd then gives up on it after its own timeout).
  * - flushKernelCaches() writes the wall-clock time and a newline to each cache's `flush` file,
  *   on a fresh open each time: write_flush() takes only a write at offset 0, checks that it is a
@@ -42,6 +45,10 @@ export interface NfsdOptions {
 
 /** How long a negative answer to a malformed request is kept: long enough to stop a storm. */
 export const MALFORMED_TTL = 60;
+/** How long nfsd keeps an answer resolved across a reload (its flush already happened). */
+export const RELOAD_RACE_TTL = 1;
+/** What idtoname answers when it has no name: rpc.idmapd's bare "nobody" (no domain). */
+const NFSD_NOBODY = 'nobody';
 /** Contexts kept per auth domain; cleared past this (auth domains are a handful of clients). */
 const CONTEXTS_MAX = 256;
 
@@ -247,15 +254,39 @@ export class NfsdResponder implements Responder {
         cc.dropped++;
         return;
       }
-      cc.negative++;
-      return this.write(cc, ch, formatNegative(p.key, expiryAt(this.now(), MALFORMED_TTL)), rid);
+      return this.write(cc, ch, this.unanswered(cc, p.key, expiryAt(this.now(), MALFORMED_TTL)), rid);
     }
+    const policy = this.env!.resolver().current;
     const answer = await this.resolve(p.request, this.contextFor(p.authDomain), rid, cc);
-    return this.write(cc, ch, this.replyFor(cc, p.key, answer, rid), rid);
+    // A reload (and its flush of nfsd's caches) happened while this was resolved: the answer may
+    // be the old policy's, and written now it would outlive the flush for its whole TTL. Let nfsd
+    // keep it only briefly; its next question gets the new policy's answer.
+    const reloaded = this.env!.resolver().current !== policy;
+    if (reloaded) this.log.debug('nfsd.reloaded_meanwhile', { rid, cache: CACHE_DIR[cc.cache] });
+    return this.write(cc, ch, this.replyFor(cc, p.key, answer, rid, reloaded ? RELOAD_RACE_TTL : undefined), rid);
   }
 
-  private replyFor(cc: CacheChannel, key: NfsdKey, answer: Answer | undefined, rid: number): Buffer {
-    const expiry = expiryAt(this.now(), answer?.ttl ?? MALFORMED_TTL);
+  /**
+   * No answer to give (a malformed request with a readable key, a resolver error, a name nfsd
+   * cannot hold). nametoid: negative — the kernel then refuses the owner (a chown gets EINVAL).
+   * idtoname: `nobody`, as rpc.idmapd answers — a negative idtoname entry makes nfsd put the
+   * numeric id on the wire (encode_ascii_id), which a client reads as one of its own ids.
+   */
+  private unanswered(cc: CacheChannel, key: NfsdKey, expiry: number): Buffer {
+    if (key.cache === 'idtoname') {
+      const f = formatReply(key, expiry, NFSD_NOBODY);
+      if (f.ok) {
+        cc.nobody++;
+        return f.line;
+      }
+    }
+    cc.negative++;
+    return formatNegative(key, expiry);
+  }
+
+  private replyFor(cc: CacheChannel, key: NfsdKey, answer: Answer | undefined, rid: number, ttlCap?: number): Buffer {
+    const ttl = answer?.ttl ?? MALFORMED_TTL;
+    const expiry = expiryAt(this.now(), ttlCap === undefined ? ttl : Math.min(ttl, ttlCap));
     if (answer?.value !== undefined) {
       const f = formatReply(key, expiry, answer.value);
       if (f.ok) {
@@ -266,9 +297,13 @@ export class NfsdResponder implements Responder {
       }
       this.log.warn('nfsd.unencodable', { rid, cache: CACHE_DIR[cc.cache], kind: answer.request.kind, reason: f.reason });
     }
-    cc.negative++;
     if (this.log.on('debug')) this.log.debug('nfsd.negative', { rid, cache: CACHE_DIR[cc.cache], outcome: answer?.outcome, reason: answer?.reason });
-    return formatNegative(key, expiry);
+    // a negative the policy asked for (unmapped.toName: negative) is the policy's to give
+    if (answer?.outcome === 'negative' && answer.value === undefined) {
+      cc.negative++;
+      return formatNegative(key, expiry);
+    }
+    return this.unanswered(cc, key, expiry);
   }
 
   private async write(cc: CacheChannel, ch: KernelChannel, line: Buffer, rid: number): Promise<void> {
