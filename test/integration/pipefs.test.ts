@@ -4,14 +4,17 @@
  * pipe itself is the simulation, which enforces every check idmap_pipe_downcall() makes.
  */
 import assert from 'node:assert/strict';
+import { readdir } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import { describe, it } from 'node:test';
-import { PipefsResponder, type PipefsBase, type PipefsOptions } from '../../src/responders/pipefs/listener.js';
+import { PipefsResponder, type ListDir, type PipefsBase, type PipefsOptions } from '../../src/responders/pipefs/listener.js';
+import { channelError } from '../../src/responders/channel.js';
+import type { Resolver } from '../../src/resolver/resolver.js';
 import { staticKind } from '../../src/providers/static.js';
 import { silentLogger } from '../../src/log.js';
 import { CAPTURED_PIPE } from '../fixtures/pipefs/captures.js';
 import { deferred, GateSource, testEnv, until, type PolicyInput, type TestEnv } from '../sim/env.js';
-import { SimLegacyKeyring, SimPipefs } from '../sim/kernel-pipefs.js';
+import { legacyDescription, SimLegacyKeyring, SimPipefs, type SimUpcall } from '../sim/kernel-pipefs.js';
 import { DIRECTORY, hostPolicy, startRig, valueOf, withRig, workDir, type SimRig } from '../sim/rig.js';
 
 const work = workDir('nsidmap-pipefs-');
@@ -22,9 +25,9 @@ interface Rig extends SimRig<SimPipefs, PipefsResponder> {
   readonly clnt: string;
 }
 
-async function rig(opts: { policy?: PolicyInput; base?: PipefsBase; options?: PipefsOptions; t?: TestEnv; idmap?: boolean } = {}): Promise<Rig> {
+async function rig(opts: { policy?: PolicyInput; base?: PipefsBase; options?: PipefsOptions; t?: TestEnv; idmap?: boolean; keyring?: SimLegacyKeyring } = {}): Promise<Rig> {
   const root = work.next('m');
-  const sim = await new SimPipefs(root).init();
+  const sim = await new SimPipefs(root, { keyring: opts.keyring }).init();
   const clnt = await sim.addClient({ idmap: opts.idmap });
   const t = opts.t ?? testEnv(opts.policy ?? POLICY);
   const responder = new PipefsResponder(root, opts.base ?? {}, { openChannel: sim.openChannel, rescanMs: 0, reopenMs: 10, ...opts.options });
@@ -34,6 +37,29 @@ async function rig(opts: { policy?: PolicyInput; base?: PipefsBase; options?: Pi
 }
 
 const instantiated = valueOf('instantiated');
+
+/** `p`, or a failure after `ms`: an upcall left unanswered would otherwise hang the test. */
+async function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A source held at a gate (GateSource) over the rig's directory, and a TestEnv resolving through it. */
+function gated(): { gate: GateSource; t: TestEnv } {
+  const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
+  return { gate, t: testEnv(POLICY, { replace: { dir: gate } }) };
+}
+
+/** `t` with its resolver's resolve() replaced (a fault the real resolver turns into an answer). */
+function withResolve(t: TestEnv, resolve: (...args: Parameters<Resolver['resolve']>) => Promise<unknown>): TestEnv {
+  const stub = { resolve } as unknown as Resolver;
+  return { ...t, env: { ...t.env, resolver: () => stub } };
+}
 
 describe('PipefsResponder: the captured upcalls', { skip: endianness() !== 'LE' && 'captures are little-endian' }, () => {
   it('the simulation accepts exactly the replies the real kernel accepted', () => {
@@ -144,8 +170,7 @@ describe('PipefsResponder: clnt directories and pipes coming and going', () => {
   });
 
   it('a clnt directory removed mid-flight fails that upcall, and the responder carries on with the others', async () => {
-    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
-    const t = testEnv(POLICY, { replace: { dir: gate } });
+    const { gate, t } = gated();
     await withRig(rig({ t }), async (r) => {
       const other = await r.sim.addClient();
       await r.sim.waitForReader(other);
@@ -172,6 +197,45 @@ describe('PipefsResponder: clnt directories and pipes coming and going', () => {
       await r.sim.waitForReader(r.clnt);
       assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
     }));
+
+  it('a listing of nfs/ that fails with EMFILE or ENOMEM keeps every pipe open (an in-flight upcall goes on); only ENOENT and ENOTDIR mean no clients', async () => {
+    const { gate, t } = gated();
+    let fail: string | undefined;
+    let failed = 0;
+    const listDir: ListDir = async (path) => {
+      if (fail === undefined) return readdir(path, { withFileTypes: true });
+      failed++;
+      throw channelError(fail, `scandir '${path}'`);
+    };
+    const hold = deferred();
+    await withRig(rig({ t, options: { listDir, rescanMs: 10 } }), async (r) => {
+      try {
+        gate.hold = hold.promise;
+        const inflight = r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' });
+        await until(() => gate.calls > 0, 'the upcall to reach the source');
+        for (const errno of ['EMFILE', 'ENOMEM']) {
+          fail = errno;
+          const before = failed;
+          await until(() => failed >= before + 2, `two rescans failing with ${errno}`);
+          assert.equal(r.sim.readers(r.clnt), 1, `${errno}: the pipe stays open`);
+          assert.equal(r.responder.status().detail[0]?.['state'], 'open');
+        }
+        fail = undefined;
+        gate.hold = undefined;
+        hold.resolve();
+        assert.equal(instantiated(await inflight), 2001, 'the upcall in flight was not aborted');
+        assert.ok(r.t.events('pipefs.scan_failed').length >= 4);
+        assert.equal(r.sim.counters.aborted, 0);
+        fail = 'ENOENT';
+        await until(() => r.sim.readers(r.clnt) === 0, 'ENOENT to close the pipe: no clients');
+        assert.equal(r.responder.status().detail[0]?.['state'], 'no clients');
+      } finally {
+        fail = undefined;
+        gate.hold = undefined;
+        hold.resolve();
+      }
+    });
+  });
 
   it('stop() closes every pipe (the kernel aborts a pending upcall then)', async () => {
     const r = await rig();
@@ -210,6 +274,109 @@ describe('PipefsResponder: hostile input', () => {
       const res = await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 7000 });
       assert.ok(res.kind === 'negated' && res.requested, JSON.stringify(res));
       assert.equal(r.t.events('pipefs.unencodable').length, 1);
+    });
+  });
+});
+
+describe('PipefsResponder: NAMETOID names the kernel may have cut (match_strlcpy to IDMAP_NAMESZ)', () => {
+  // a×112@vmtest.example is 127 bytes: what the kernel leaves of any longer name that starts so
+  const cut = 'a'.repeat(112);
+  const fits = 'b'.repeat(111);
+  const names = { [cut]: 7001, [fits]: 7002 };
+  const policy = hostPolicy('vmtest.example', { kind: 'static', users: names, groups: names });
+
+  it('a name longer than 127 bytes whose first 127 are a known user gets no id (the key would hold it under the full name); a 126-byte name still maps', async () => {
+    const keyring = new SimLegacyKeyring();
+    await withRig(rig({ policy, keyring }), async (r) => {
+      const full = `${cut}@vmtest.example.attacker.invalid`;
+      assert.equal(Buffer.byteLength(`${cut}@vmtest.example`), 127);
+      for (const type of ['user', 'group'] as const) {
+        const up: SimUpcall = { type, conv: 'name-to-id', name: full };
+        const sent = r.sim.message(up);
+        assert.equal(sent.subarray(2, 130).toString('latin1').replace(/\0+$/, ''), `${cut}@vmtest.example`, 'the simulated kernel cuts im_name as match_strlcpy does');
+        const res = await r.sim.upcall(r.clnt, up);
+        assert.ok(res.kind === 'negated' && res.requested, `${type}: want a failure reply, got ${JSON.stringify(res)}`);
+        assert.equal(keyring.get(legacyDescription(up)), undefined, `${type}: no key under the full description`);
+        // a name of exactly 127 bytes cannot be told from a cut one: refused as well
+        const exact = await r.sim.upcall(r.clnt, { type, conv: 'name-to-id', name: `${cut}@vmtest.example` });
+        assert.ok(exact.kind === 'negated' && exact.requested, `${type}, 127 bytes: ${JSON.stringify(exact)}`);
+        const ok = `${fits}@vmtest.example`;
+        assert.equal(Buffer.byteLength(ok), 126);
+        assert.equal(instantiated(await r.sim.upcall(r.clnt, { type, conv: 'name-to-id', name: ok })), 7002, `${type}: a 126-byte name maps`);
+      }
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'id-to-name', id: 7001 })), `${cut}@vmtest.example`, 'IDTONAME of a 127-byte name is ours to give');
+      assert.equal(r.t.events('pipefs.truncated').length, 4, 'one log line per refused name');
+      const st = r.responder.status().detail[0]!;
+      assert.deepEqual([st['negative'], st['malformed'], st['mapped']], [4, 0, 3]);
+      assert.equal(r.sim.counters.rejected, 0);
+    });
+  });
+});
+
+describe('PipefsResponder: an upcall is always answered (the kernel waits holding idmap_mutex)', () => {
+  it('a resolve that never completes gets a failure reply at the deadline, logged; its late answer is never written', async () => {
+    const { gate, t } = gated();
+    const hold = deferred();
+    await withRig(rig({ t, options: { resolveTimeoutMs: 300 } }), async (r) => {
+      // released before the rig stops, whatever happens: stop() waits for the upcall in flight
+      gate.hold = hold.promise;
+      try {
+        const t0 = Date.now();
+        const res = await within(r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' }), 3000, 'reply');
+        assert.ok(res.kind === 'negated' && res.requested, `want a failure reply, got ${JSON.stringify(res)}`);
+        assert.ok(Date.now() - t0 >= 250, 'not before the deadline');
+        assert.equal(r.t.events('pipefs.timeout').length, 1);
+        assert.match(r.t.events('pipefs.timeout')[0]!, / WARN /);
+        // the next upcall is pending when the source lets both go: the late answer for alice
+        // written now would land on bob's upcall (the kernel would refuse it: name not echoed)
+        const next = r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' });
+        await until(() => gate.calls >= 2, 'the next upcall to reach the source');
+        gate.hold = undefined;
+        hold.resolve();
+        assert.equal(instantiated(await within(next, 3000, 'reply')), 2002);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.equal(r.sim.replies.length, 2, 'one reply per upcall');
+        assert.deepEqual([r.sim.counters.rejected, r.sim.counters.strayWrites], [0, 0]);
+      } finally {
+        gate.hold = undefined;
+        hold.resolve();
+      }
+    });
+  });
+
+  it('a resolver that throws gets a failure reply, and the next upcall is served', async () => {
+    const base = testEnv(POLICY);
+    let calls = 0;
+    const t = withResolve(base, async (req, ctx) => {
+      if (calls++ === 0) throw new Error('resolver exploded');
+      return base.resolver.resolve(req, ctx);
+    });
+    await withRig(rig({ t }), async (r) => {
+      const res = await within(r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' }), 3000, 'reply');
+      assert.ok(res.kind === 'negated' && res.requested, JSON.stringify(res));
+      assert.equal(r.t.events('pipefs.resolve_bug').length, 1);
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
+    });
+  });
+
+  it('whatever throws while the reply is made, the upcall still gets a failure reply (never silence), and the next is served', async () => {
+    const base = testEnv(POLICY);
+    let calls = 0;
+    const t = withResolve(base, async (req, ctx) => {
+      if (calls++ > 0) return base.resolver.resolve(req, ctx);
+      return {
+        outcome: 'mapped',
+        get value(): number {
+          throw new Error('answer exploded');
+        },
+      };
+    });
+    await withRig(rig({ t }), async (r) => {
+      const res = await within(r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' }), 3000, 'reply');
+      assert.ok(res.kind === 'negated' && res.requested, JSON.stringify(res));
+      assert.equal(r.t.events('pipefs.bug').length, 1);
+      assert.equal(instantiated(await r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'bob@vmtest.example' })), 2002);
+      assert.deepEqual([r.sim.counters.rejected, r.sim.counters.strayWrites], [0, 0]);
     });
   });
 });

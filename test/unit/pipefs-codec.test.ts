@@ -86,12 +86,24 @@ describe('pipefs codec: decoding rejects what is not a kernel upcall, with a typ
     assert.equal(decodeUpcall(b, 'LE').ok, true);
   });
 
-  it('takes a NAMETOID name of exactly 127 bytes, and reads the bytes after the NUL as nothing', () => {
-    const name = `${'a'.repeat(115)}@example.com`;
-    assert.equal(Buffer.byteLength(name), 127);
-    const d = decodeUpcall(encodeUpcall({ type: 'user', conv: 'name-to-id', name }));
+  it('takes a NAMETOID name of 126 bytes, and reads the bytes after the NUL as nothing', () => {
+    const name = `${'a'.repeat(114)}@example.com`;
+    assert.equal(Buffer.byteLength(name), 126);
+    const up = encodeUpcall({ type: 'user', conv: 'name-to-id', name });
+    up.fill(0x61, OFFSET.name + 127, OFFSET.name + 128);
+    const d = decodeUpcall(up);
     assert.ok(d.ok);
     assert.deepEqual(d.request, { kind: 'name-to-uid', name });
+  });
+
+  it('refuses a NAMETOID name of 127 bytes (name-truncated, framed): the kernel may have cut a longer one', () => {
+    for (const name of [`${'a'.repeat(115)}@example.com`, `${'a'.repeat(115)}@example.com.attacker.invalid`, `${'é'.repeat(64)}@example.com`]) {
+      const d = decodeUpcall(encodeUpcall({ type: 'group', conv: 'name-to-id', name }));
+      assert.equal(d.ok, false, name);
+      if (d.ok) continue;
+      assert.equal(d.error.code, 'name-truncated', `${name}: ${d.error.reason}`);
+      assert.equal(d.msg?.name.length, 127);
+    }
   });
 });
 

@@ -158,26 +158,38 @@ describe(`pipefs codec fuzz (seed ${SEED}; rerun with NSIDMAP_FUZZ_SEED=${SEED})
     assert.ok(answered > INPUTS / 6, `too few answered (${answered})`);
   });
 
-  it('every well-formed upcall survives encodeUpcall → decode → reply → kernel', () => {
+  it('every well-formed upcall survives encodeUpcall → decode → reply → kernel; a NAMETOID name of 127 bytes or more gets a failure reply', () => {
+    let truncated = 0;
     for (let i = 0; i < 20_000; i++) {
       const conv = rnd() < 0.5 ? 'name-to-id' : 'id-to-name';
       const type = rnd() < 0.5 ? 'user' : 'group';
-      const name = `${randomName(40).toString('utf8').replace(/[\u0000-\u001f\u007f-\u009f\uFFFD]/g, '') || 'u'}@x`;
+      // one in ten long enough for the kernel to cut (match_strlcpy to 127 bytes)
+      const name = `${randomName(rnd() < 0.1 ? 160 : 40).toString('utf8').replace(/[\u0000-\u001f\u007f-\u009f\uFFFD]/g, '') || 'u'}@x`;
       const id = int(ID_MAX + 1);
       const raw = encodeUpcall({ type, conv, name, id }, 'LE');
       const d = decodeUpcall(raw, 'LE');
       const ctx = `seed ${SEED} #${i} ${raw.toString('hex')}`;
-      if (conv === 'name-to-id' && Buffer.byteLength(name) > 127) {
-        // match_strlcpy cut it: the cut may split a character, which is then not UTF-8
+      if (conv === 'name-to-id' && Buffer.byteLength(name) >= 127) {
+        // match_strlcpy cut it to 127 bytes (or it was 127 bytes, which cannot be told apart): the
+        // kernel would file our answer under the whole name, so it gets a failure reply, no id
+        assert.ok(!d.ok && d.error.code === 'name-truncated' && d.msg !== undefined, `${ctx}: ${d.ok ? 'decoded' : d.error.code}`);
+        const res = sim.downcall(raw, encodeFailure(d.msg, raw, IM_STATUS.LOOKUPFAIL, 'LE'));
+        assert.ok(res.kind === 'negated' && res.requested, `${ctx}: ${JSON.stringify(res)}`);
+        truncated++;
         continue;
       }
       assert.ok(d.ok, `${ctx}: ${d.ok ? '' : d.error.reason}`);
       assert.deepEqual(d.request, conv === 'name-to-id' ? { kind: type === 'user' ? 'name-to-uid' : 'name-to-gid', name } : { kind: type === 'user' ? 'uid-to-name' : 'gid-to-name', id }, ctx);
       const enc = encodeReply(d.msg, conv === 'name-to-id' ? id : name, 'LE');
+      if (conv === 'id-to-name' && Buffer.byteLength(name) > 127) {
+        assert.equal(enc.ok, false, `${ctx}: an IDTONAME name over 127 bytes is refused, never cut`);
+        continue;
+      }
       assert.ok(enc.ok, ctx);
       const res = sim.downcall(raw, enc.bytes);
       assert.equal(res.kind === 'instantiated' && res.value, conv === 'name-to-id' ? id : name, ctx);
     }
+    assert.ok(truncated > 0, 'the generator reaches names of 127 bytes and more');
   });
 });
 

@@ -18,6 +18,10 @@
  * the upcall had them (else ENOKEY); NAMETOID echoes the name byte for byte (strcmp) and carries
  * the id; IDTONAME echoes the id and carries the name. Whatever fails, the kernel negates the key
  * for key_negative_timeout (60 s) and the write() returns that errno.
+ *
+ * A NAMETOID name of exactly 127 bytes is not decoded into a request (`name-truncated`): the
+ * kernel cuts longer names to 127 bytes (nfs_idmap_prepare_message), so it may not be the name
+ * the key is filed under.
  */
 import { endianness } from 'node:os';
 import { ID_MAX, isValidId } from '../../types.js';
@@ -51,7 +55,7 @@ export interface IdmapMsg {
   readonly id: number;
 }
 
-export const DECODE_ERRORS = ['size', 'type', 'conv', 'name-unterminated', 'name-empty', 'name-invalid', 'id-invalid'] as const;
+export const DECODE_ERRORS = ['size', 'type', 'conv', 'name-unterminated', 'name-empty', 'name-truncated', 'name-invalid', 'id-invalid'] as const;
 export type DecodeErrorCode = (typeof DECODE_ERRORS)[number];
 
 export interface DecodeError {
@@ -111,6 +115,14 @@ function requestOf(msg: IdmapMsg): DecodeResult {
   // The kernel fills im_name from the key description with match_strlcpy(…, IDMAP_NAMESZ), and the
   // reply must carry a name of 1..127 bytes: an empty NAMETOID name could never be answered.
   if (msg.name.length === 0) return fail('name-empty', 'NAMETOID upcall with an empty im_name', msg);
+  // match_strlcpy cuts a longer name to 127 bytes without a word, the reply is checked (strcmp)
+  // against the cut copy, and the key is instantiated — host-wide — under the whole description:
+  // answering `<127 bytes>.attacker.invalid` with the id of its first 127 bytes would file that id
+  // under a name that is not its own. A name of 127 bytes cannot be told from a cut one: refused.
+  // Checked before UTF-8, since the cut may split a character.
+  if (msg.name.length === IDMAP_NAME_MAX) {
+    return fail('name-truncated', `NAMETOID im_name of ${IDMAP_NAME_MAX} bytes: may be a longer name the kernel cut, and its key would hold the whole name`, msg);
+  }
   const t = nameText(msg.name);
   if ('problem' in t) return fail('name-invalid', t.problem, msg);
   return { ok: true, msg, request: { kind: msg.type === 'user' ? 'name-to-uid' : 'name-to-gid', name: t.text } };

@@ -27,6 +27,12 @@
  *   which is therefore the expected result of a failure reply, not an error. A failure reply is
  *   the only way to free the client's one outstanding upcall without an answer: leaving an upcall
  *   unanswered would stall every later lookup of that client.
+ * - a NAMETOID name of exactly 127 bytes → a failure reply, logged as `pipefs.truncated`: the
+ *   kernel cuts longer names to that length and would file our answer under the whole name.
+ * - an answer not there within RESOLVE_TIMEOUT_MS → a failure reply, logged as `pipefs.timeout`;
+ *   the kernel waits for the downcall holding the client's idmap_mutex, so one stuck lookup (an
+ *   `nss` source in a hung sssd) would otherwise stall every id mapping of that client. The late
+ *   answer is dropped. Anything that throws while the reply is made → a failure reply too.
  * - the kernel sets the key's lifetime itself (nfs_idmap_cache_timeout, 600 s by default); the
  *   answer's ttl cannot be passed on this path.
  *
@@ -49,6 +55,9 @@ import { errnoOf, fdChannelOpener, type KernelChannel, type OpenChannel } from '
 import type { Responder, ResponderEnv, ResponderStatus } from '../responder.js';
 import { decodeUpcall, encodeFailure, encodeReply, IM_STATUS, type Endian } from './codec.js';
 
+/** How long an upcall waits for the resolver before it gets a failure reply. */
+export const RESOLVE_TIMEOUT_MS = 10_000;
+
 /** What the daemon knows about the namespace this mount belongs to; iface and pipefs are filled in. */
 export type PipefsBase = Omit<Context, 'iface' | 'pipefs' | 'authDomain'>;
 
@@ -63,9 +72,20 @@ export interface PipefsOptions {
   readonly endian?: Endian;
   /** responder name in status and logs (default `pipefs:<root>`) */
   readonly name?: string;
+  /** how `<root>/nfs` is listed (default: fs.promises.readdir with file types); a seam for tests */
+  readonly listDir?: ListDir;
+  /** an upcall not resolved within this many ms gets a failure reply (default RESOLVE_TIMEOUT_MS) */
+  readonly resolveTimeoutMs?: number;
 }
 
+/** The entries of a directory, as readdir(path, { withFileTypes: true }) gives them. */
+export type ListDir = (path: string) => Promise<readonly { readonly name: string; isDirectory(): boolean }[]>;
+
+const readdirTyped: ListDir = (path) => readdir(path, { withFileTypes: true });
+
 export const CLNT_DIR = /^clnt[0-9a-f]+$/;
+
+const TIMED_OUT = Symbol('timed out');
 
 type ClientStateName = 'waiting' | 'open' | 'closed';
 
@@ -91,6 +111,8 @@ interface Client {
   negative: number;
   malformed: number;
   rejected: number;
+  /** failure replies because the resolver had no answer in time (counted in `negative` too) */
+  timeouts: number;
   lastError?: string;
   lastErrorAt?: number;
   openedAt?: number;
@@ -105,6 +127,8 @@ export class PipefsResponder implements Responder {
   private readonly rescanMs: number;
   private readonly reopenMs: number;
   private readonly endian: Endian | undefined;
+  private readonly listDir: ListDir;
+  private readonly resolveTimeoutMs: number;
   private env: ResponderEnv | undefined;
   private log: Logger = silentLogger;
   private running = false;
@@ -126,6 +150,8 @@ export class PipefsResponder implements Responder {
     this.rescanMs = opts.rescanMs ?? 30_000;
     this.reopenMs = opts.reopenMs ?? 1000;
     this.endian = opts.endian;
+    this.listDir = opts.listDir ?? readdirTyped;
+    this.resolveTimeoutMs = opts.resolveTimeoutMs ?? RESOLVE_TIMEOUT_MS;
     this.name = opts.name ?? `pipefs:${root}`;
   }
 
@@ -180,6 +206,7 @@ export class PipefsResponder implements Responder {
         negative: c.negative,
         malformed: c.malformed,
         rejected: c.rejected,
+        timeouts: c.timeouts,
         lastError: c.lastError,
         lastErrorAt: c.lastErrorAt === undefined ? undefined : new Date(c.lastErrorAt).toISOString(),
       });
@@ -222,7 +249,14 @@ export class PipefsResponder implements Responder {
   private async rescan(): Promise<void> {
     if (!this.running) return;
     if (!this.watchingNfsDir) this.watchRoot();
-    const present = await listClnt(this.nfsDir);
+    let present: Set<string>;
+    try {
+      present = await listClnt(this.nfsDir, this.listDir);
+    } catch (e) {
+      // EMFILE, ENOMEM…: not "no clients" — closing every pipe would abort the upcalls in flight
+      this.log.warn('pipefs.scan_failed', { dir: this.nfsDir, error: (e as Error)?.message ?? String(e), clients: this.clients.size });
+      return;
+    }
     if (!this.running) return;
     for (const clnt of present) if (!this.clients.has(clnt)) this.addClient(clnt);
     for (const c of [...this.clients.values()]) {
@@ -235,7 +269,7 @@ export class PipefsResponder implements Responder {
     const dir = join(this.nfsDir, clnt);
     const c: Client = {
       clnt, dir, pipe: join(dir, 'idmap'), state: 'waiting', removed: false, opening: false, again: false, reopenAfter: 0,
-      served: 0, mapped: 0, nobody: 0, negative: 0, malformed: 0, rejected: 0,
+      served: 0, mapped: 0, nobody: 0, negative: 0, malformed: 0, rejected: 0, timeouts: 0,
     };
     this.clients.set(clnt, c);
     this.log.info('pipefs.client_added', { clnt });
@@ -330,7 +364,8 @@ export class PipefsResponder implements Responder {
       try {
         await this.answer(c, ch, msg);
       } catch (e) {
-        // nothing above throws for any input; should it anyway, log it and keep serving
+        // answer() writes a failure reply for whatever throws while the reply is made; this is
+        // past its write, so writing again here would answer the client's next upcall instead
         this.log.error('pipefs.bug', { clnt: c.clnt, error: (e as Error)?.stack ?? String(e) });
       }
     }
@@ -346,7 +381,16 @@ export class PipefsResponder implements Responder {
 
   private async answer(c: Client, ch: KernelChannel, raw: Buffer): Promise<void> {
     const rid = ++this.seq;
-    const { reply, failure } = await this.replyFor(c, raw, rid);
+    let out: { reply: Buffer; failure: boolean };
+    try {
+      out = await this.replyFor(c, raw, rid);
+    } catch (e) {
+      // nothing in replyFor throws for any input; should it anyway, the upcall still needs its
+      // one downcall: without it the client's idmap_mutex stays held
+      this.log.error('pipefs.bug', { rid, clnt: c.clnt, error: (e as Error)?.stack ?? String(e) });
+      out = { reply: encodeFailure(undefined, raw, IM_STATUS.AGAIN, this.endian), failure: true };
+    }
+    const { reply, failure } = out;
     c.served++;
     if (c.channel !== ch) return; // stopped or removed while resolving: the upcall is gone with the pipe
     try {
@@ -363,12 +407,24 @@ export class PipefsResponder implements Responder {
   /** The 140 bytes answering `raw`, and whether they are a failure reply. */
   private async replyFor(c: Client, raw: Buffer, rid: number): Promise<{ reply: Buffer; failure: boolean }> {
     const d = decodeUpcall(raw, this.endian);
+    if (!d.ok && d.error.code === 'name-truncated' && d.msg) {
+      // the kernel's doing, not a malformed message: no warning
+      c.negative++;
+      this.log.info('pipefs.truncated', { rid, clnt: c.clnt, type: d.msg.type, name: d.msg.name.toString('utf8'), reason: d.error.reason });
+      return { reply: encodeFailure(d.msg, raw, IM_STATUS.LOOKUPFAIL, this.endian), failure: true };
+    }
     if (!d.ok) {
       c.malformed++;
       this.log.warn('pipefs.malformed', { rid, clnt: c.clnt, code: d.error.code, reason: d.error.reason, bytes: raw.length });
       return { reply: encodeFailure(d.msg, raw, IM_STATUS.INVALIDMSG, this.endian), failure: true };
     }
     const answer = await this.resolve(d.request, rid, c);
+    if (answer === TIMED_OUT) {
+      c.negative++;
+      c.timeouts++;
+      this.log.warn('pipefs.timeout', { rid, clnt: c.clnt, kind: d.request.kind, ms: this.resolveTimeoutMs });
+      return { reply: encodeFailure(d.msg, raw, IM_STATUS.AGAIN, this.endian), failure: true };
+    }
     if (answer?.value !== undefined) {
       const enc = encodeReply(d.msg, answer.value, this.endian);
       if (enc.ok) {
@@ -385,13 +441,19 @@ export class PipefsResponder implements Responder {
     return { reply: encodeFailure(d.msg, raw, status, this.endian), failure: true };
   }
 
-  private async resolve(request: Request, rid: number, c: Client): Promise<Answer | undefined> {
+  /** The resolver's answer; TIMED_OUT when it has none within the deadline (a later one is dropped). */
+  private async resolve(request: Request, rid: number, c: Client): Promise<Answer | undefined | typeof TIMED_OUT> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<typeof TIMED_OUT>((done) => (timer = setTimeout(done, this.resolveTimeoutMs, TIMED_OUT)));
     try {
-      return await this.env!.resolver().resolve(request, this.ctx);
+      // race() handles a late rejection too: nothing is left unhandled
+      return await Promise.race([this.env!.resolver().resolve(request, this.ctx), deadline]);
     } catch (e) {
       // the resolver turns faults into answers; reaching here is a bug — answer, log, go on
       this.log.error('pipefs.resolve_bug', { rid, clnt: c.clnt, error: (e as Error)?.stack ?? String(e) });
       return undefined;
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -402,14 +464,22 @@ export class PipefsResponder implements Responder {
   }
 }
 
-/** clnt* directories under `nfsDir` (empty when it does not exist). */
-async function listClnt(nfsDir: string): Promise<Set<string>> {
+/** Errors of readdir that mean there is no `nfs` directory, hence no clients. */
+const NO_DIR = new Set(['ENOENT', 'ENOTDIR']);
+
+/**
+ * clnt* directories under `nfsDir`: empty when it does not exist (ENOENT, ENOTDIR). Any other
+ * failure (EMFILE, ENOMEM, EACCES…) says nothing about the clients and is thrown.
+ */
+export async function listClnt(nfsDir: string, listDir: ListDir = readdirTyped): Promise<Set<string>> {
+  let entries: Awaited<ReturnType<ListDir>>;
   try {
-    const entries = await readdir(nfsDir, { withFileTypes: true });
-    return new Set(entries.filter((e) => e.isDirectory() && CLNT_DIR.test(e.name)).map((e) => e.name));
-  } catch {
-    return new Set();
+    entries = await listDir(nfsDir);
+  } catch (e) {
+    if (NO_DIR.has(errnoOf(e) ?? '')) return new Set();
+    throw e;
   }
+  return new Set(entries.filter((e) => e.isDirectory() && CLNT_DIR.test(e.name)).map((e) => e.name));
 }
 
 function tryWatch(path: string, onEvent: (file: string | null) => void): { path: string; watcher: FSWatcher } | undefined {
