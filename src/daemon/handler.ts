@@ -169,10 +169,12 @@ export function strictUtf8(bytes: Buffer): string | undefined {
 
 /** `cache flush` takes a scope, a key as printed by `cache list` (space-separated), or nothing (all). */
 function flush(engine: Engine, scope: string | undefined, key: string | undefined): number {
-  if (key !== undefined) return engine.store.delete(key.split(' ').join('\x1f')) ? 1 : 0;
-  if (scope !== undefined && !engine.policy.scopes.some((s) => s.name === scope)) {
+  if (scope !== undefined && key === undefined && !engine.policy.scopes.some((s) => s.name === scope)) {
     throw new NsidmapError('NSIDMAP_EREQUEST', `no scope named "${scope}" (scopes: ${engine.policy.scopes.map((s) => s.name).join(', ')})`);
   }
+  // lookups in flight began before the flush: they must not put back what it drops
+  engine.resolver.invalidate();
+  if (key !== undefined) return engine.store.delete(key.split(' ').join('\x1f')) ? 1 : 0;
   return engine.store.flush(scope === undefined ? undefined : { scope });
 }
 

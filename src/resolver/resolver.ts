@@ -93,6 +93,8 @@ export class Resolver {
   private readonly log: Logger;
   private readonly now: () => number;
   private readonly inflight = new Map<string, Promise<Found>>();
+  /** bumped by invalidate(): a source query begun before it does not write its answer to the cache */
+  private epoch = 0;
   private nobody = new Map<string, Promise<NobodyValues>>();
   /** counters, histograms: `idmapctl stats`, `status`, the metrics endpoint */
   readonly metrics: Metrics;
@@ -121,6 +123,16 @@ export class Resolver {
   }
 
   /** Swap in a new policy (reload). Cached answers stay: they are keyed by scope name. */
+  /**
+   * The cache was flushed (idmapctl cache flush): queries in flight were begun before it, and may
+   * carry what the flush meant to drop — they still answer their callers, but write nothing to
+   * the cache, and a new request does not join them.
+   */
+  invalidate(): void {
+    this.epoch++;
+    this.inflight.clear();
+  }
+
   /** The policy in force; a new object after every reload (setPolicy). */
   get current(): CompiledPolicy {
     return this.policy;
@@ -259,7 +271,9 @@ export class Resolver {
   private queryOnce(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined): Promise<Found> {
     const running = this.inflight.get(q.key);
     if (running && !trail) return running;
-    const p = this.queryChain(scope, q, trail).finally(() => this.inflight.delete(q.key));
+    const p: Promise<Found> = this.queryChain(scope, q, trail).finally(() => {
+      if (this.inflight.get(q.key) === p) this.inflight.delete(q.key);
+    });
     if (!trail) this.inflight.set(q.key, p);
     return p;
   }
@@ -272,6 +286,7 @@ export class Resolver {
   }
 
   private async queryChain(scope: CompiledScope, q: Query, trail: ExplainStep[] | undefined): Promise<Found> {
+    const epoch = this.epoch;
     let value: string | null = null;
     let source = '';
     for (const src of scope.sources) {
@@ -289,7 +304,7 @@ export class Resolver {
     if (scope.sources.every((s) => !s[q.method])) trail?.push({ step: 'source', detail: `no source of scope ${scope.name} answers ${q.method}` });
     const now = this.now();
     const ttl = value === null ? scope.ttlNegative : scope.ttlPositive;
-    this.store.set({ key: q.key, scope: scope.name, value, source, stored: now, expires: now + ttl * 1000 });
+    if (epoch === this.epoch) this.store.set({ key: q.key, scope: scope.name, value, source, stored: now, expires: now + ttl * 1000 });
     return { value, source, cache: 'miss' };
   }
 

@@ -614,6 +614,35 @@ describe('the cache', () => {
     assert.equal(spy.asked('byName', 'alice'), 1);
   });
 
+  it('a lookup in flight when the cache is flushed answers its caller but puts nothing back', async () => {
+    const { spy, h, key } = setup();
+    const gate = deferred();
+    spy.gate = gate.promise;
+    const first = h.ask('name-to-uid', 'alice@example.com');
+    await settle();
+    assert.equal(spy.asked('byName', 'alice'), 1);
+    h.store.flush();
+    h.resolver.invalidate();
+    gate.resolve();
+    assertAnswer(await first, { outcome: 'mapped', value: 1001 });
+    assert.equal(h.store.get(key('name-to-uid', 'alice')), undefined, 'the flush is not undone');
+  });
+
+  it('a request after a flush does not join a lookup begun before it', async () => {
+    const { spy, h, key } = setup();
+    const gate = deferred();
+    spy.gate = gate.promise;
+    const before = h.ask('name-to-uid', 'alice@example.com');
+    await settle();
+    h.resolver.invalidate();
+    const after = h.ask('name-to-uid', 'alice@example.com');
+    await settle();
+    gate.resolve();
+    await Promise.all([before, after]);
+    assert.equal(spy.asked('byName', 'alice'), 2);
+    assert.equal(h.store.get(key('name-to-uid', 'alice'))?.value, '1001', 'the later lookup caches its answer');
+  });
+
   it('caches a negative answer with the negative TTL', async () => {
     const { spy, h, key } = setup();
     await h.ask('uid-to-name', 4242);
