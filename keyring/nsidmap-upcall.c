@@ -61,6 +61,8 @@
 #define DEFAULT_TIMEOUT_MS 2000
 /* Seconds a key stays negative when this program itself failed: short, so a fix takes effect. */
 #define ERROR_TIMEOUT 5
+/* how long an empty description stays rejected (src/responders/keyring/upcall.ts REJECT_TIMEOUT) */
+#define REJECT_TIMEOUT 60
 /* security/keys/internal.h: KEY_MAX_DESC_SIZE 4096, NUL included. */
 #define MAX_DESC 4095
 /* The largest payload accepted from the daemon, with room to spare: a wire name is at most 128
@@ -126,16 +128,24 @@ static void say(int prio, const char *fmt, ...)
 	}
 }
 
-/* Printable copy for a log line: key descriptions come from any local user and may hold anything. */
+/*
+ * Printable copy for a log line: key descriptions come from any local user and may hold anything.
+ * Control bytes, quotes, backslashes and bytes >= 0x80 become \xNN (a quote could otherwise fake
+ * the end of a quoted field); a copy cut short ends in "...".
+ */
 static const char *printable(const char *s, size_t n, char *out, size_t cap)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < n && o + 5 < cap; i++) {
+	size_t o = 0, i = 0;
+	for (; i < n && o + 5 + 3 < cap; i++) {
 		unsigned char c = (unsigned char)s[i];
-		if (c < 0x20 || c == 0x7f || c == '\\')
+		if (c < 0x20 || c >= 0x7f || c == '\\' || c == '"')
 			o += (size_t)snprintf(out + o, cap - o, "\\x%02x", c);
 		else
 			out[o++] = (char)c;
+	}
+	if (i < n && o + 3 < cap) {
+		memcpy(out + o, "...", 3);
+		o += 3;
 	}
 	out[o] = '\0';
 	return out;
@@ -201,9 +211,16 @@ static long requester_pid(long auth)
 	char *line = NULL;
 	size_t cap = 0;
 	long pid = 0;
+	int lines = 0;
 	while (getline(&line, &cap, f) > 0) {
 		if (strncmp(line, want, 9) != 0)
 			continue;
+		/* a second line starting with our serial is someone's forgery (a description with a
+		 * newline in a key the requester could show us): then nobody is named */
+		if (++lines > 1) {
+			pid = 0;
+			break;
+		}
 		const char *k = strstr(line, key);
 		if (k) {
 			char *end;
@@ -212,7 +229,6 @@ static long requester_pid(long auth)
 			if (errno == 0 && v > 0 && v <= INT_MAX && *end == ' ')
 				pid = v;
 		}
-		break;
 	}
 	free(line);
 	fclose(f);
@@ -417,8 +433,8 @@ static bool jstring(struct json *j, const char **s, size_t *n, bool *plain)
 				for (int i = 0; i < 4; i++)
 					if (++j->p >= j->end || !is_hex(*j->p))
 						return false;
-			} else if (!strchr("\"\\/bfnrt", *j->p)) {
-				return false;
+			} else if (*j->p == '\0' || !strchr("\"\\/bfnrt", *j->p)) {
+				return false; /* strchr would find a NUL: the terminator */
 			}
 		}
 		j->p++;
@@ -579,8 +595,9 @@ static bool jresult(struct json *j, struct reply *r)
 			have_payload = true;
 		} else if (key_is(k, kn, "timeout")) {
 			unsigned long long t;
-			/* key timeouts are unsigned int seconds (keyctl_set_timeout, keyctl_negate_key) */
-			if (have_timeout || !juint(j, UINT_MAX, &t))
+			/* key timeouts are unsigned int seconds (keyctl_set_timeout, keyctl_negate_key);
+			 * 0 would mean "never expires": the daemon never asks for it (TTLs are >= 1 s) */
+			if (have_timeout || !juint(j, UINT_MAX, &t) || t == 0)
 				return false;
 			r->timeout = (unsigned int)t;
 			have_timeout = true;
@@ -720,6 +737,24 @@ static bool negate(unsigned int timeout)
  * join_session_keyring, but not make it root's. Clearing it as root works through
  * KEY_FLAG_ROOT_CAN_CLEAR (fs/nfs/nfs4idmap.c, security/keys/keyctl.c keyctl_keyring_clear).
  */
+/*
+ * A /proc/keys line can be forged (a key description holding a newline and a whole fake line, in
+ * a key whose owner let others view it): the kernel's own description of the key must agree —
+ * a root-owned keyring of exactly that name.
+ */
+static bool is_cache_keyring(long ser, const char *name)
+{
+	char d[128];
+	long n = keyctl(KEYCTL_DESCRIBE, (unsigned long)ser, (unsigned long)d, sizeof d, 0);
+	if (n <= 0 || (size_t)n > sizeof d || d[n - 1] != '\0')
+		return false;
+	static const char HEAD[] = "keyring;0;0;";
+	if (strncmp(d, HEAD, sizeof HEAD - 1) != 0)
+		return false;
+	const char *desc = strchr(d + sizeof HEAD - 1, ';'); /* past the permissions */
+	return desc && strcmp(desc + 1, name) == 0;
+}
+
 static long find_cache_keyring(enum proto p)
 {
 	const char *name = cache_keyring(p);
@@ -741,7 +776,7 @@ static long find_cache_keyring(enum proto p)
 		if (strcmp(type, "keyring") != 0 || uid != 0 || flags[0] != 'I' || strpbrk(flags, "RDi"))
 			continue;
 		const char *d = line + at;
-		if (strncmp(d, name, nlen) == 0 && (d[nlen] == ':' || d[nlen] == '\n' || d[nlen] == '\0'))
+		if (strncmp(d, name, nlen) == 0 && (d[nlen] == ':' || d[nlen] == '\n' || d[nlen] == '\0') && is_cache_keyring((long)ser, name))
 			found = (long)ser;
 	}
 	free(line);
@@ -784,11 +819,62 @@ static bool instantiate(const struct reply *r, enum proto p)
 	}
 }
 
+static bool has_prefix(const char *desc, size_t len, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return len >= n && memcmp(desc, prefix, n) == 0;
+}
+
+/*
+ * Does the daemon's payload have the form the kernel expects for this description
+ * (PROTOCOLS.md §2, §5)? The daemon encodes it so (src/responders/keyring/codec.ts); this is the
+ * second look, because the kernel trusts the bytes: nfs_idmap_lookup_id copies up to 11 bytes and
+ * parses them with kstrtol, so a decimal id without its NUL would be read on into the stack.
+ *   uid: gid:    decimal id 0..4294967295, no leading zero, then one NUL
+ *   user: group: a name of 1..128 bytes, no control byte
+ *   os: gs:      a 4-byte id
+ *   oi: gi:      a binary SID: revision, count <= 15, 6-byte authority, count 4-byte sub-authorities
+ *                (the kernel takes the packed form or the 68-byte struct)
+ */
+static bool payload_fits(const char *desc, size_t len, const unsigned char *p, size_t n, enum proto proto)
+{
+	if (proto == NFS && (has_prefix(desc, len, "uid:") || has_prefix(desc, len, "gid:"))) {
+		if (n < 2 || n > 11 || p[n - 1] != '\0' || (p[0] == '0' && n > 2))
+			return false;
+		unsigned long long v = 0;
+		for (size_t i = 0; i + 1 < n; i++) {
+			if (p[i] < '0' || p[i] > '9')
+				return false;
+			v = v * 10 + (unsigned)(p[i] - '0');
+		}
+		return v <= 4294967295ULL;
+	}
+	if (proto == NFS && (has_prefix(desc, len, "user:") || has_prefix(desc, len, "group:"))) {
+		if (n < 1 || n > 128)
+			return false;
+		for (size_t i = 0; i < n; i++)
+			if (p[i] < 0x20 || p[i] == 0x7f)
+				return false;
+		return true;
+	}
+	if (proto == CIFS && (has_prefix(desc, len, "os:") || has_prefix(desc, len, "gs:")))
+		return n == 4;
+	if (proto == CIFS && (has_prefix(desc, len, "oi:") || has_prefix(desc, len, "gi:")))
+		return n >= 8 && n <= 68 && p[0] != 0 && p[1] <= 15 && n >= 8 + 4 * (size_t)p[1];
+	return false; /* a description this helper does not know: the daemon should have rejected it */
+}
+
 static void apply(const struct reply *r, const struct options *o, const char *desc, size_t len)
 {
-	char shown[512], why[256];
+	char shown[512];
 	switch (r->action) {
 	case INSTANTIATE:
+		if (!payload_fits(desc, len, r->payload, r->payload_len, o->proto)) {
+			say(LOG_ERR, "%s: nsidmapd answered %s description \"%s\" with %zu bytes that are not a payload of its kind: negated",
+			    who, key_type(o->proto), printable(desc, len, shown, sizeof shown), r->payload_len);
+			negate(ERROR_TIMEOUT);
+			return;
+		}
 		if (!instantiate(r, o->proto))
 			negate(ERROR_TIMEOUT);
 		return;
@@ -796,9 +882,9 @@ static void apply(const struct reply *r, const struct options *o, const char *de
 		negate(r->timeout);
 		return;
 	case REJECT:
-		/* malformed: lookups fail with EKEYREJECTED until the timeout (man 2 keyctl_reject) */
-		say(LOG_NOTICE, "%s: rejected %s description \"%s\": %s", who, key_type(o->proto),
-		    printable(desc, len, shown, sizeof shown), printable(r->reason ? r->reason : "", r->reason_len, why, sizeof why));
+		/* malformed: lookups fail with EKEYREJECTED until the timeout (man 2 keyctl_reject).
+		 * Not logged here: any local user can ask for such keys at will, and the daemon's audit
+		 * trail already has the refusal, once per description and interval (audit.refused). */
 		if (keyctl(KEYCTL_REJECT, (unsigned long)serial, r->timeout, EKEYREJECTED, 0) < 0) {
 			say(LOG_ERR, "%s: reject: %m", who);
 			negate(ERROR_TIMEOUT);
@@ -967,6 +1053,12 @@ int main(int argc, char **argv)
 	size_t len;
 	if (!describe_key(&desc, &len)) {
 		negate(ERROR_TIMEOUT);
+		return 1;
+	}
+	if (len == 0) {
+		/* nothing to look up: refused as the daemon refuses a malformed description */
+		if (keyctl(KEYCTL_REJECT, (unsigned long)serial, REJECT_TIMEOUT, EKEYREJECTED, 0) < 0)
+			negate(ERROR_TIMEOUT);
 		return 1;
 	}
 	struct reply r;

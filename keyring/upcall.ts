@@ -86,7 +86,8 @@ function requesterPid(serial: number): number | undefined {
   }
   const head = `${auth.toString(16).padStart(8, '0')} `;
   const ours = readFileSync('/proc/keys', 'utf8').split('\n').filter((l) => l.startsWith(head));
-  return keyctl.findRequesterPid(ours.join('\n'), serial);
+  // a second line starting with the auth key's serial is a forgery (a description with a newline)
+  return ours.length === 1 ? keyctl.findRequesterPid(ours[0]!, serial) : undefined;
 }
 
 /**

@@ -9,7 +9,7 @@
  * Nothing outside this session is touched.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { endianness } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
@@ -33,6 +33,7 @@ function unavailable(): string | undefined {
 }
 const SKIP = unavailable();
 
+const spawnOk = (cmd: string, args: string[]): boolean => spawnSync(cmd, args, { stdio: 'ignore' }).status === 0;
 const kc = (args: string[], input?: Buffer): string => execFileSync('keyctl', args, { input, encoding: 'utf8' }).trim();
 
 let session = 0;
@@ -227,6 +228,27 @@ describe('idmapctl keys (real kernel keyrings, private session)', { skip: SKIP }
       ]);
       assert.deepEqual(rlist(rings.cifs.serial), []);
     });
+  });
+
+  it('a forged /proc/keys line (another user\'s key description with a newline) is not taken for the keyring', { skip: spawnOk('setpriv', ['--version']) ? false : 'needs setpriv(1)' }, async () => {
+    const rings = freshRings();
+    const name = `nsidmap-keys-test-${process.pid}-forged`;
+    // nobody makes a key of its own whose description holds a whole fake line naming `name`,
+    // pointing at a keyring of nobody's, and lets others view it (so /proc/keys shows it to root)
+    // (in a session of its own, so that it possesses the key and may set its permissions; linked
+    // into its user keyring so that the key outlives that session)
+    // (both made in the session first: if a step fails, they go with it)
+    const script = 'ring=$(keyctl newring decoy @s) && k=$(keyctl add user "$(printf "x\\n%08x I------     1 perm 3f030000     0     0 keyring   %s: empty" "$ring" "$1")" d @s) && keyctl setperm "$k" 0x3f3f0001 && keyctl link "$k" @u && keyctl link "$ring" @u && echo "$ring $k"';
+    const out = execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'keyctl', 'session', '-', 'sh', '-c', script, 'sh', name], { encoding: 'utf8' }).trim().split('\n').at(-1)!;
+    const [decoy, forger] = out.split(' ').map(Number);
+    try {
+      assert.ok(readFileSync('/proc/keys', 'utf8').split('\n').some((l) => l.startsWith(`${decoy!.toString(16).padStart(8, '0')} I------`) && l.includes(name)), 'the forged line is in /proc/keys');
+      const r = await cli(['keys', 'clear', '--json'], { NSIDMAP_KEYRING_NAMES: `nfs=${name},cifs=${rings.cifs.name}` });
+      assert.equal(r.code, 0, r.stderr);
+      assert.deepEqual(JSON.parse(r.stdout)[0], { keyring: name, present: false, cleared: 0 });
+    } finally {
+      execFileSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', 'keyctl', 'session', '-', 'sh', '-c', `keyctl unlink ${forger} @u && keyctl unlink ${decoy} @u`], { stdio: 'ignore' });
+    }
   });
 
   describe('revoke', () => {

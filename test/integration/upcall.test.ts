@@ -460,6 +460,36 @@ cache: { path: ${s.path('fallback.sqlite')} }
     }
   });
 
+  it('a daemon payload that is not of the key\'s kind is never instantiated: the key is negated for ERROR_TIMEOUT and logged', async () => {
+    // the kernel trusts the bytes: nfs_idmap_lookup_id parses up to 11 of them with kstrtol, so an
+    // id without its NUL would be read on into its stack
+    const bad: Record<string, string> = {
+      'uid:alice@example.com': hex('1001'), // no NUL
+      'gid:staff@example.com': hex('01001\0'), // a leading zero
+      'user:1001': hex('a'.repeat(129)), // over 128 bytes
+      'group:50': hex('st\0aff'), // a NUL inside a name
+    };
+    const scripted: Server = createServer((c) => {
+      let buf = '';
+      c.on('data', (d) => {
+        buf += d.toString('utf8');
+        const nl = buf.indexOf('\n');
+        if (nl < 0) return;
+        const desc = Buffer.from(String((JSON.parse(buf.slice(0, nl)) as { descriptionHex: string }).descriptionHex), 'hex').toString('utf8');
+        c.end(`{"id":1,"ok":true,"result":{"action":"instantiate","payload":"${bad[desc] ?? hex('1001\0')}","timeout":1357}}\n`); // 22m: EXPIRY_POSITIVE
+      });
+    });
+    rmSync(s.path('admin.sock'), { force: true });
+    await new Promise<void>((r) => scripted.listen(s.path('admin.sock'), r));
+    try {
+      for (const desc of Object.keys(bad)) assertNegative(await upcall(desc), EXPIRY_ERROR);
+      // and a payload of the right form from the same daemon is taken
+      assertPositive(await upcall('uid:bob@example.com'), hex('1001\0'));
+    } finally {
+      await new Promise<void>((r) => scripted.close(() => r()));
+    }
+  });
+
   it('the requester goes as the auth key (the daemon reads /proc/keys only if it logs); a daemon that knows only "pid" is asked again with it', async () => {
     // a scripted daemon of the time before authKey/keySerial: zod's strict object refused them
     const asked: Record<string, unknown>[] = [];
@@ -579,6 +609,8 @@ describe('nsidmap-upcall --dry-run: what it sends the daemon and which replies i
     ['a negative timeout', '{"id":1,"ok":true,"result":{"action":"negate","timeout":-1}}'],
     ['a timeout over 32 bits', '{"id":1,"ok":true,"result":{"action":"negate","timeout":4294967296}}'],
     ['no timeout', '{"id":1,"ok":true,"result":{"action":"negate"}}'],
+    ['a timeout of 0 (a key that would never expire)', '{"id":1,"ok":true,"result":{"action":"negate","timeout":0}}'],
+    ['a backslash before a raw NUL', '{"id":1,"ok":true,"result":{"action":"negate","timeout":60,"reason":"a\\\u0000b"}}'],
     ['a repeated member', '{"id":1,"ok":true,"result":{"action":"negate","timeout":60,"timeout":1}}'],
     ['an unknown action', '{"id":1,"ok":true,"result":{"action":"Negate","timeout":60}}'],
     ['an escaped action', '{"id":1,"ok":true,"result":{"action":"neg\\u0061te","timeout":60}}'],

@@ -40,6 +40,12 @@ describe('requesterPidFromProcKeys', () => {
     assert.equal(requesterPidFromProcKeys(AUTH, TARGET, file(fake)), undefined);
   });
 
+  it('names nobody when two lines carry the auth key\'s serial (a requester of its own key knows the serial and can forge one)', () => {
+    const forged = line(0x01000000, 'user', `x\n${authLine(AUTH, TARGET, 666).trimEnd()}: 3`);
+    assert.equal(requesterPidFromProcKeys(AUTH, TARGET, file(forged + authLine())), undefined);
+    assert.equal(requesterPidFromProcKeys(AUTH, TARGET, file(authLine() + forged)), undefined);
+  });
+
   it('wants the target key too: the auth key of another request names no pid for this one', () => {
     assert.equal(requesterPidFromProcKeys(AUTH, TARGET, file(authLine(AUTH, 0x12345678))), undefined);
   });

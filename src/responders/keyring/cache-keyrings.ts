@@ -80,12 +80,26 @@ const GOING = /[RDi]/;
  * The serial of the live keyring called `name`, or undefined. A keyring's /proc/keys text is its
  * description then `: <number of links>` or `: empty` (security/keys/keyring.c keyring_describe).
  */
-export function findKeyring(procKeys: ReadonlyMap<number, ProcKeysLine>, name: string): number | undefined {
+export function findKeyring(procKeys: ReadonlyMap<number, ProcKeysLine>, name: string, confirm: (serial: number, name: string) => boolean = isRootKeyring): number | undefined {
   for (const k of procKeys.values()) {
     if (k.type !== 'keyring' || !k.flags.startsWith('I') || GOING.test(k.flags)) continue;
-    if (k.summary === name || k.summary.startsWith(`${name}: `)) return k.serial;
+    if ((k.summary === name || k.summary.startsWith(`${name}: `)) && confirm(k.serial, name)) return k.serial;
   }
   return undefined;
+}
+
+/**
+ * The kernel's own description of `serial` says: a keyring of root's, called exactly `name`. A
+ * /proc/keys line can be forged — a key description holding a newline and a whole fake line, in
+ * a key whose owner let others view it — and the cache keyrings are the kernel's, owned by root.
+ */
+export function isRootKeyring(serial: number, name: string): boolean {
+  try {
+    const d = parseDescribe(keyctl.describe(serial));
+    return d !== undefined && d.type === 'keyring' && d.uid === 0 && d.description === name;
+  } catch {
+    return false;
+  }
 }
 
 /** One key of a cache keyring, as `idmapctl keys list --json` shows it. */

@@ -10,7 +10,8 @@
  *
  * Only the line whose serial column is the auth key counts, as in the helper: any local user can
  * put a newline and a fake line into a key description of their own, but cannot know the serial
- * of an auth key made for someone else's request in advance. The daemon sees the line when it may
+ * of an auth key made for someone else's request in advance (a requester of their own key can:
+ * two lines with the serial name nobody). The daemon sees the line when it may
  * view the auth key, which its owner may: root, for every id_resolver and cifs.idmap upcall (the
  * kernel asks with its own root credentials). The pid is informational; undefined when not found.
  */
@@ -26,6 +27,8 @@ export function requesterPidFromProcKeys(authKey: number, keySerial: number, pat
   const want = `${(authKey >>> 0).toString(16).padStart(8, '0')} `;
   const key = ` key:${(keySerial >>> 0).toString(16)} pid:`;
   const fd = openSync(path, 'r');
+  let seen = false;
+  let found: number | undefined;
   try {
     let have = 0;
     for (;;) {
@@ -45,12 +48,15 @@ export function requesterPidFromProcKeys(authKey: number, keySerial: number, pat
         }
         // Compare the serial column before decoding the line: most lines are someone else's.
         if (nl - start > want.length && buf.toString('latin1', start, start + want.length) === want) {
-          return pidOf(buf.toString('latin1', start, nl), key);
+          // a second line with the auth key's serial is someone's forgery: then nobody is named
+          if (seen) return undefined;
+          seen = true;
+          found = pidOf(buf.toString('latin1', start, nl), key);
         }
         start = nl + 1;
         if (start >= have) break;
       }
-      if (n === 0) return undefined;
+      if (n === 0) return found;
       buf.copy(buf, 0, start, have);
       have -= Math.min(start, have);
     }
@@ -59,7 +65,7 @@ export function requesterPidFromProcKeys(authKey: number, keySerial: number, pat
   }
 }
 
-/** The pid on the auth key's line: the first line with its serial decides, found or not. */
+/** The pid on the auth key's line. */
 function pidOf(line: string, key: string): number | undefined {
   const at = line.indexOf(key);
   if (at < 0) return undefined;
