@@ -22,14 +22,14 @@ interface Rig extends SimRig<SimNfsd, NfsdResponder> {
   readonly clock: { ms: number };
 }
 
-async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number; replace?: Record<string, Source> } = {}): Promise<Rig> {
+async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number; replace?: Record<string, Source>; maxInFlight?: number } = {}): Promise<Rig> {
   const dir = work.next('ns');
   const clock = { ms: 1_795_966_710_000 };
   const now = () => clock.ms;
   const sim = new SimNfsd(dir, { now });
   if (opts.init !== false) await sim.init();
   const t = testEnv(opts.policy ?? POLICY, { now, replace: opts.replace });
-  const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20 });
+  const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20, maxInFlight: opts.maxInFlight });
   return startRig(sim, responder, t, { clock });
 }
 
@@ -231,6 +231,24 @@ describe('NfsdResponder: flush', () => {
 });
 
 describe('NfsdResponder: many requests at once', () => {
+  it('resolves at most maxInFlight requests of a channel at once; the rest wait in the kernel and are all answered', async () => {
+    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
+    await withRig(rig({ replace: { dir: gate }, maxInFlight: 5 }), async (r) => {
+      const held = deferred();
+      gate.hold = held.promise;
+      const all = Array.from({ length: 20 }, (_, i) => r.sim.request('idtoname', '*', 'user', 3000 + i));
+      await until(() => gate.calls === 5, 'five lookups under way');
+      await new Promise((res) => setTimeout(res, 50));
+      assert.equal(gate.calls, 5, 'no sixth request read while five are in flight');
+      gate.hold = undefined;
+      held.resolve();
+      const answers = await Promise.all(all);
+      assert.equal(answers.length, 20);
+      for (const a of answers) assert.equal(positive(a), 'nobody@vmtest.example');
+      assertClean(r.sim);
+    });
+  });
+
   it('answers 400 concurrent requests from 4 clients, each with its own key, none crossed', async () => {
     const users: Record<string, number> = {};
     for (let i = 0; i < 100; i++) users[`u${i}`] = 20_000 + i;

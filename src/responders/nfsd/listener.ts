@@ -39,12 +39,16 @@ export interface NfsdOptions {
   readonly now?: () => number;
   /** retry opening a missing channel this often, in ms (default 5000) */
   readonly retryMs?: number;
+  /** requests of one channel resolved at once; past it the channel is not read (default MAX_IN_FLIGHT) */
+  readonly maxInFlight?: number;
   /** responder name in status and logs (default `nfsd:<procNetRpc>`) */
   readonly name?: string;
 }
 
 /** How long a negative answer to a malformed request is kept: long enough to stop a storm. */
 export const MALFORMED_TTL = 60;
+/** Requests of one nfsd cache resolved at once (a handful of clients' `ls -l` fits easily). */
+export const MAX_IN_FLIGHT = 64;
 /** How long nfsd keeps an answer resolved across a reload (its flush already happened). */
 export const RELOAD_RACE_TTL = 1;
 /** What idtoname answers when it has no name: rpc.idmapd's bare "nobody" (no domain). */
@@ -81,6 +85,7 @@ export class NfsdResponder implements Responder {
   private readonly open: OpenChannel;
   private readonly now: () => number;
   private readonly retryMs: number;
+  private readonly maxInFlight: number;
   private readonly caches: Record<NfsdCache, CacheChannel>;
   private readonly contexts = new Map<string, Context>();
   private env: ResponderEnv | undefined;
@@ -95,6 +100,7 @@ export class NfsdResponder implements Responder {
     this.open = opts.openChannel ?? fdChannelOpener();
     this.now = opts.now ?? Date.now;
     this.retryMs = opts.retryMs ?? 5000;
+    this.maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
     this.name = opts.name ?? `nfsd:${procNetRpc}`;
     const make = (cache: NfsdCache): CacheChannel => ({
       cache,
@@ -223,6 +229,9 @@ export class NfsdResponder implements Responder {
       }
       if (buf === null) break;
       for (const line of splitLines(buf)) this.track(cc, this.handle(cc, ch, line));
+      // At the cap, read no more until one is answered: the kernel keeps the rest queued, and a
+      // flood of distinct owners cannot fill the sources' queues (LDAP) and starve everyone.
+      while (cc.inflight.size >= this.maxInFlight) await Promise.race(cc.inflight);
     }
     await ch.close().catch(() => {});
     if (cc.channel !== ch) return; // closed by stop()
