@@ -9,6 +9,7 @@ import { describe, it } from 'node:test';
 import { silentLogger } from '../../src/log.js';
 import { SourceFault, type Source } from '../../src/providers/source.js';
 import { staticKind } from '../../src/providers/static.js';
+import { readNsInode } from '../../src/ns/proc.js';
 import { NfsdResponder, type NfsdBase } from '../../src/responders/nfsd/listener.js';
 import { compile, deferred, GateSource, testEnv, until, type PolicyInput } from '../sim/env.js';
 import { SimNfsd } from '../sim/kernel-nfsd.js';
@@ -63,6 +64,27 @@ describe('NfsdResponder: channels', () => {
     r.clock.ms += 31_000;
     const res = await r.sim.request('idtoname', '*', 'user', 2001);
     assert.equal(res.kind, 'failed');
+  });
+});
+
+describe('NfsdResponder: a channel path through /proc/<pid>', () => {
+  it('opens only while the pid is still in the namespace it serves (a reused pid is another namespace\'s)', async () => {
+    const opened: string[] = [];
+    const openChannel = async (path: string): Promise<never> => {
+      opened.push(path);
+      throw Object.assign(new Error('ENOENT'), { code: 'ENOENT' });
+    };
+    const ours = readNsInode(process.pid, 'net');
+    const t = testEnv(POLICY);
+    const stale = new NfsdResponder(`/proc/${process.pid}/net/rpc`, { netns: { inode: ours + 1, isInit: false } }, { openChannel, retryMs: 60_000 });
+    await stale.start(t.env);
+    await stale.stop();
+    assert.deepEqual(opened, [], 'nothing opened through a pid now in another namespace');
+    assert.match(String(stale.status().detail[0]!['lastError']), /no longer in network namespace/);
+    const live = new NfsdResponder(`/proc/${process.pid}/net/rpc`, { netns: { inode: ours, isInit: true } }, { openChannel, retryMs: 60_000 });
+    await live.start(t.env);
+    await live.stop();
+    assert.equal(opened.length, 2, 'both channels tried through the pid still in the namespace');
   });
 });
 

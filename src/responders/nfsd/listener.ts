@@ -25,6 +25,7 @@
  */
 import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../log.js';
+import { readNsInode } from '../../ns/proc.js';
 import type { Answer, Context, Request } from '../../types.js';
 import { errnoOf, fdChannelOpener, type KernelChannel, type OpenChannel } from '../channel.js';
 import type { Responder, ResponderEnv, ResponderStatus } from '../responder.js';
@@ -47,6 +48,8 @@ export interface NfsdOptions {
 
 /** How long a negative answer to a malformed request is kept: long enough to stop a storm. */
 export const MALFORMED_TTL = 60;
+/** `/proc/<pid>/net/rpc`: a path that follows a process, not a namespace */
+const PROC_PID_NET = /^\/proc\/(\d+)\/net\/rpc\/?$/;
 /** Requests of one nfsd cache resolved at once (a handful of clients' `ls -l` fits easily). */
 export const MAX_IN_FLIGHT = 64;
 /** How long nfsd keeps an answer resolved across a reload (its flush already happened). */
@@ -196,8 +199,29 @@ export class NfsdResponder implements Responder {
 
   // ---- channels ----
 
+  /**
+   * A channel path through /proc/<pid>/net names whatever namespace that pid is in now: once the
+   * process is gone the number may be another's, in another namespace, whose caches this
+   * responder would then answer with the wrong context. True when the path still reaches the
+   * namespace this responder serves (or when it cannot tell: a path not under /proc/<pid>).
+   */
+  private stillOurNamespace(): boolean {
+    const want = this.base.netns?.inode;
+    const m = PROC_PID_NET.exec(this.procNetRpc);
+    if (want === undefined || !m) return true;
+    try {
+      return readNsInode(Number(m[1]), 'net') === want;
+    } catch {
+      return false; // gone
+    }
+  }
+
   private async tryOpen(cc: CacheChannel): Promise<void> {
     if (!this.running || cc.state !== 'waiting' || cc.opening) return;
+    if (!this.stillOurNamespace()) {
+      this.noteError(cc, `open: ${this.procNetRpc} is no longer in network namespace ${this.base.netns?.inode} (its process is gone): waiting for the supervisor`);
+      return;
+    }
     cc.opening = true;
     let ch: KernelChannel;
     try {
@@ -208,7 +232,8 @@ export class NfsdResponder implements Responder {
     } finally {
       cc.opening = false;
     }
-    if (!this.running || cc.state !== 'waiting') {
+    // checked again: the pid may have changed hands while the open was under way
+    if (!this.running || cc.state !== 'waiting' || !this.stillOurNamespace()) {
       void ch.close().catch(() => {});
       return;
     }
