@@ -344,6 +344,24 @@ describe('PipefsResponder: an upcall is always answered (the kernel waits holdin
     });
   });
 
+  it('stop() does not wait out the deadline for a lookup that hangs: it gives up at once', async () => {
+    const { gate, t } = gated();
+    const hold = deferred();
+    const r = await rig({ t, options: { resolveTimeoutMs: 60_000 } });
+    gate.hold = hold.promise;
+    try {
+      void r.sim.upcall(r.clnt, { type: 'user', conv: 'name-to-id', name: 'alice@vmtest.example' }).catch(() => undefined);
+      await until(() => gate.calls === 1, 'the lookup to hang in the source');
+      const t0 = Date.now();
+      await within(r.stop(), 2000, 'stop');
+      assert.ok(Date.now() - t0 < 2000);
+      assert.equal(r.t.events('pipefs.timeout').length, 0, 'a stop is not a timeout');
+    } finally {
+      gate.hold = undefined;
+      hold.resolve();
+    }
+  });
+
   it('a resolver that throws gets a failure reply, and the next upcall is served', async () => {
     const base = testEnv(POLICY);
     let calls = 0;

@@ -86,6 +86,7 @@ const readdirTyped: ListDir = (path) => readdir(path, { withFileTypes: true });
 export const CLNT_DIR = /^clnt[0-9a-f]+$/;
 
 const TIMED_OUT = Symbol('timed out');
+const STOPPING = Symbol('stopping');
 
 type ClientStateName = 'waiting' | 'open' | 'closed';
 
@@ -129,6 +130,8 @@ export class PipefsResponder implements Responder {
   private readonly endian: Endian | undefined;
   private readonly listDir: ListDir;
   private readonly resolveTimeoutMs: number;
+  /** resolved by stop(): lookups still under way give up (their pipes are closing anyway) */
+  private stopping: { promise: Promise<typeof STOPPING>; fire: () => void } | undefined;
   private env: ResponderEnv | undefined;
   private log: Logger = silentLogger;
   private running = false;
@@ -164,6 +167,9 @@ export class PipefsResponder implements Responder {
     this.env = env;
     this.log = env.log.child({ responder: this.name, container: this.ctx.container?.id.slice(0, 12) });
     this.running = true;
+    let fire!: () => void;
+    const promise = new Promise<typeof STOPPING>((done) => (fire = () => done(STOPPING)));
+    this.stopping = { promise, fire };
     this.watchRoot();
     this.scheduleScan();
     await this.scanChain;
@@ -177,6 +183,7 @@ export class PipefsResponder implements Responder {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
+    this.stopping?.fire();
     clearInterval(this.rescanTimer);
     this.rootWatcher?.close();
     this.rootWatcher = undefined;
@@ -419,6 +426,7 @@ export class PipefsResponder implements Responder {
       return { reply: encodeFailure(d.msg, raw, IM_STATUS.INVALIDMSG, this.endian), failure: true };
     }
     const answer = await this.resolve(d.request, rid, c);
+    if (answer === STOPPING) return { reply: encodeFailure(d.msg, raw, IM_STATUS.AGAIN, this.endian), failure: true };
     if (answer === TIMED_OUT) {
       c.negative++;
       c.timeouts++;
@@ -442,12 +450,14 @@ export class PipefsResponder implements Responder {
   }
 
   /** The resolver's answer; TIMED_OUT when it has none within the deadline (a later one is dropped). */
-  private async resolve(request: Request, rid: number, c: Client): Promise<Answer | undefined | typeof TIMED_OUT> {
+  private async resolve(request: Request, rid: number, c: Client): Promise<Answer | undefined | typeof TIMED_OUT | typeof STOPPING> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<typeof TIMED_OUT>((done) => (timer = setTimeout(done, this.resolveTimeoutMs, TIMED_OUT)));
     try {
       // race() handles a late rejection too: nothing is left unhandled
-      return await Promise.race([this.env!.resolver().resolve(request, this.ctx), deadline]);
+      const racers: Promise<Answer | typeof TIMED_OUT | typeof STOPPING>[] = [this.env!.resolver().resolve(request, this.ctx), deadline];
+      if (this.stopping) racers.push(this.stopping.promise);
+      return await Promise.race(racers);
     } catch (e) {
       // the resolver turns faults into answers; reaching here is a bug — answer, log, go on
       this.log.error('pipefs.resolve_bug', { rid, clnt: c.clnt, error: (e as Error)?.stack ?? String(e) });
