@@ -261,15 +261,13 @@ export class NamespaceSupervisor implements Responder {
   }
 
   async #reconcile(wanted: Map<string, Wanted>): Promise<void> {
-    // New ones first: when a mount is reached by a new path (its namespace's process changed),
-    // the new responder opens its pipes before the old one closes them — an upcall finding no
-    // reader fails with EPIPE, which the kernel keeps as a negative key for the whole host.
-    const gone = [...this.#served.values()].reverse().filter((s) => !wanted.has(s.id));
+    for (const s of [...this.#served.values()].reverse()) {
+      if (!wanted.has(s.id)) await this.#stopOne(s, 'gone');
+    }
     for (const id of this.#failures.keys()) if (!wanted.has(id)) this.#failures.delete(id);
     for (const w of wanted.values()) {
       if (!this.#served.has(w.id)) await this.#startOne(w);
     }
-    for (const s of gone) await this.#stopOne(s, 'gone');
   }
 
   async #tellWatchers(before: Map<number, NetNamespace>, next: Map<number, NetNamespace>): Promise<void> {
