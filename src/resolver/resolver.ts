@@ -95,6 +95,8 @@ export class Resolver {
   private readonly inflight = new Map<string, Promise<Found>>();
   /** bumped by invalidate(): a source query begun before it does not write its answer to the cache */
   private epoch = 0;
+  /** bumped by setPolicy() and invalidate() (see `generation`) */
+  private generationCount = 0;
   private nobody = new Map<string, Promise<NobodyValues>>();
   /** counters, histograms: `idmapctl stats`, `status`, the metrics endpoint */
   readonly metrics: Metrics;
@@ -122,7 +124,6 @@ export class Resolver {
     return this.policy;
   }
 
-  /** Swap in a new policy (reload). Cached answers stay: they are keyed by scope name. */
   /**
    * The cache was flushed (idmapctl cache flush): queries in flight were begun before it, and may
    * carry what the flush meant to drop — they still answer their callers, but write nothing to
@@ -130,18 +131,24 @@ export class Resolver {
    */
   invalidate(): void {
     this.epoch++;
+    this.generationCount++;
     this.inflight.clear();
   }
 
-  /** The policy in force; a new object after every reload (setPolicy). */
-  get current(): CompiledPolicy {
-    return this.policy;
+  /**
+   * Changes with every reload and every cache flush: an answer resolved across a change may be
+   * the old one (a kernel cache flushed meanwhile should keep it only briefly: nfsd's listener).
+   */
+  get generation(): number {
+    return this.generationCount;
   }
 
+  /** Swap in a new policy (reload). Cached answers stay: they are keyed by scope name. */
   setPolicy(policy: CompiledPolicy): void {
     this.policy = policy;
     this.slots = this.slotsOf(policy);
     this.nobody = new Map();
+    this.generationCount++;
   }
 
   selectScope(req: Request, ctx: Context): CompiledScope | undefined {

@@ -23,14 +23,14 @@ interface Rig extends SimRig<SimNfsd, NfsdResponder> {
   readonly clock: { ms: number };
 }
 
-async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number; replace?: Record<string, Source>; maxInFlight?: number } = {}): Promise<Rig> {
+async function rig(opts: { policy?: PolicyInput; base?: NfsdBase; init?: boolean; retryMs?: number; replace?: Record<string, Source>; maxInFlight?: number; resolveTimeoutMs?: number } = {}): Promise<Rig> {
   const dir = work.next('ns');
   const clock = { ms: 1_795_966_710_000 };
   const now = () => clock.ms;
   const sim = new SimNfsd(dir, { now });
   if (opts.init !== false) await sim.init();
   const t = testEnv(opts.policy ?? POLICY, { now, replace: opts.replace });
-  const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20, maxInFlight: opts.maxInFlight });
+  const responder = new NfsdResponder(dir, opts.base ?? {}, { openChannel: sim.openChannel, now, retryMs: opts.retryMs ?? 20, maxInFlight: opts.maxInFlight, resolveTimeoutMs: opts.resolveTimeoutMs });
   return startRig(sim, responder, t, { clock });
 }
 
@@ -245,6 +245,23 @@ describe('NfsdResponder: flush', () => {
     });
   });
 
+  it('an answer resolved across a cache flush is kept by nfsd for 1 s only, as across a reload', async () => {
+    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
+    await withRig(rig({ replace: { dir: gate } }), async (r) => {
+      const held = deferred();
+      gate.hold = held.promise;
+      const pending = r.sim.request('nametoid', '*', 'user', 'alice@vmtest.example');
+      await until(() => gate.calls === 1, 'the source to be asked');
+      r.t.resolver.invalidate();
+      await r.responder.flushKernelCaches();
+      gate.hold = undefined;
+      held.resolve();
+      const res = await pending;
+      assert.ok(res.kind === 'positive' && res.expiry === Math.floor(r.clock.ms / 1000) + 1, `expiry now + 1 s: ${JSON.stringify(res)}`);
+      assertClean(r.sim);
+    });
+  });
+
   it('a flush where nfsd is not running is a quiet no-op', () =>
     withRig(rig({ init: false }), async (r) => {
       await r.responder.flushKernelCaches();
@@ -253,6 +270,28 @@ describe('NfsdResponder: flush', () => {
 });
 
 describe('NfsdResponder: many requests at once', () => {
+  it('a lookup that hangs is answered at the deadline as for an error (idtoname nobody, nametoid negative, 5 s), and does not hold the channel', async () => {
+    const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
+    await withRig(rig({ replace: { dir: gate }, maxInFlight: 1, resolveTimeoutMs: 200 }), async (r) => {
+      const held = deferred();
+      gate.hold = held.promise;
+      try {
+        const sec = Math.floor(r.clock.ms / 1000);
+        const id = await r.sim.request('idtoname', '*', 'user', 2001);
+        assert.deepEqual(id, { kind: 'positive', value: 'nobody', expiry: sec + 5 });
+        // with one request in flight allowed, the channel went on after the first timed out
+        const name = await r.sim.request('nametoid', '*', 'user', 'bob@vmtest.example');
+        assert.deepEqual(name, { kind: 'negative', expiry: sec + 5 });
+        assert.equal(r.t.events('nfsd.timeout').length, 2);
+        assert.deepEqual(r.responder.status().detail.map((d) => d['timeouts']), [1, 1]);
+        assertClean(r.sim);
+      } finally {
+        gate.hold = undefined;
+        held.resolve();
+      }
+    });
+  });
+
   it('resolves at most maxInFlight requests of a channel at once; the rest wait in the kernel and are all answered', async () => {
     const gate = new GateSource(staticKind.create('dir', DIRECTORY, { baseDir: work.path, log: silentLogger }));
     await withRig(rig({ replace: { dir: gate }, maxInFlight: 5 }), async (r) => {

@@ -42,6 +42,8 @@ export interface NfsdOptions {
   readonly retryMs?: number;
   /** requests of one channel resolved at once; past it the channel is not read (default MAX_IN_FLIGHT) */
   readonly maxInFlight?: number;
+  /** a request not resolved within this many ms is answered as for an error (default RESOLVE_TIMEOUT_MS) */
+  readonly resolveTimeoutMs?: number;
   /** responder name in status and logs (default `nfsd:<procNetRpc>`) */
   readonly name?: string;
 }
@@ -52,6 +54,11 @@ export const MALFORMED_TTL = 60;
 const PROC_PID_NET = /^\/proc\/(\d+)\/net\/rpc\/?$/;
 /** Requests of one nfsd cache resolved at once (a handful of clients' `ls -l` fits easily). */
 export const MAX_IN_FLIGHT = 64;
+/** How long a request waits for the resolver before it is answered as for an error. */
+export const RESOLVE_TIMEOUT_MS = 10_000;
+/** How long nfsd keeps the answer to a request that timed out. */
+const TIMEOUT_TTL = 5;
+const TIMED_OUT = Symbol('timed out');
 /** How long nfsd keeps an answer resolved across a reload (its flush already happened). */
 export const RELOAD_RACE_TTL = 1;
 /** What idtoname answers when it has no name: rpc.idmapd's bare "nobody" (no domain). */
@@ -75,6 +82,8 @@ interface CacheChannel {
   malformed: number;
   dropped: number;
   rejected: number;
+  /** requests answered as for an error because the resolver had no answer in time */
+  timeouts: number;
   flushes: number;
   lastFlushAt?: number;
   lastError?: string;
@@ -89,6 +98,7 @@ export class NfsdResponder implements Responder {
   private readonly now: () => number;
   private readonly retryMs: number;
   private readonly maxInFlight: number;
+  private readonly resolveTimeoutMs: number;
   private readonly caches: Record<NfsdCache, CacheChannel>;
   private readonly contexts = new Map<string, Context>();
   private env: ResponderEnv | undefined;
@@ -103,14 +113,15 @@ export class NfsdResponder implements Responder {
     this.open = opts.openChannel ?? fdChannelOpener();
     this.now = opts.now ?? Date.now;
     this.retryMs = opts.retryMs ?? 5000;
-    this.maxInFlight = opts.maxInFlight ?? MAX_IN_FLIGHT;
+    this.maxInFlight = Math.max(1, opts.maxInFlight ?? MAX_IN_FLIGHT);
+    this.resolveTimeoutMs = opts.resolveTimeoutMs ?? RESOLVE_TIMEOUT_MS;
     this.name = opts.name ?? `nfsd:${procNetRpc}`;
     const make = (cache: NfsdCache): CacheChannel => ({
       cache,
       channelPath: join(procNetRpc, CACHE_DIR[cache], 'channel'),
       flushPath: join(procNetRpc, CACHE_DIR[cache], 'flush'),
       state: 'waiting', opening: false, inflight: new Set(),
-      served: 0, mapped: 0, nobody: 0, negative: 0, malformed: 0, dropped: 0, rejected: 0, flushes: 0,
+      served: 0, mapped: 0, nobody: 0, negative: 0, malformed: 0, dropped: 0, rejected: 0, timeouts: 0, flushes: 0,
     });
     this.caches = { idtoname: make('idtoname'), nametoid: make('nametoid') };
   }
@@ -162,6 +173,7 @@ export class NfsdResponder implements Responder {
         malformed: cc.malformed,
         dropped: cc.dropped,
         rejected: cc.rejected,
+        timeouts: cc.timeouts,
         inflight: cc.inflight.size,
         flushes: cc.flushes,
         lastFlush: cc.lastFlushAt === undefined ? undefined : new Date(cc.lastFlushAt).toISOString(),
@@ -290,12 +302,19 @@ export class NfsdResponder implements Responder {
       }
       return this.write(cc, ch, this.unanswered(cc, p.key, expiryAt(this.now(), MALFORMED_TTL)), rid);
     }
-    const policy = this.env!.resolver().current;
+    const generation = this.env!.resolver().generation;
     const answer = await this.resolve(p.request, this.contextFor(p.authDomain), rid, cc);
-    // A reload (and its flush of nfsd's caches) happened while this was resolved: the answer may
-    // be the old policy's, and written now it would outlive the flush for its whole TTL. Let nfsd
-    // keep it only briefly; its next question gets the new policy's answer.
-    const reloaded = this.env!.resolver().current !== policy;
+    if (answer === TIMED_OUT) {
+      // a hung source (an NSS module waiting on a dead server) must not hold the request — and,
+      // at maxInFlight, the whole channel: answered as for an error, for a few seconds
+      cc.timeouts++;
+      this.log.warn('nfsd.timeout', { rid, cache: CACHE_DIR[cc.cache], kind: p.request.kind, ms: this.resolveTimeoutMs });
+      return this.write(cc, ch, this.unanswered(cc, p.key, expiryAt(this.now(), TIMEOUT_TTL)), rid);
+    }
+    // A reload or a cache flush (each flushes nfsd's caches) happened while this was resolved: the
+    // answer may be the old one, and written now it would outlive the flush for its whole TTL. Let
+    // nfsd keep it only briefly; its next question gets the new answer.
+    const reloaded = this.env!.resolver().generation !== generation;
     if (reloaded) this.log.debug('nfsd.reloaded_meanwhile', { rid, cache: CACHE_DIR[cc.cache] });
     return this.write(cc, ch, this.replyFor(cc, p.key, answer, rid, reloaded ? RELOAD_RACE_TTL : undefined), rid);
   }
@@ -350,12 +369,17 @@ export class NfsdResponder implements Responder {
     }
   }
 
-  private async resolve(request: Request, ctx: Context, rid: number, cc: CacheChannel): Promise<Answer | undefined> {
+  /** The resolver's answer; TIMED_OUT when none comes within the deadline (a late one is dropped). */
+  private async resolve(request: Request, ctx: Context, rid: number, cc: CacheChannel): Promise<Answer | undefined | typeof TIMED_OUT> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<typeof TIMED_OUT>((done) => (timer = setTimeout(done, this.resolveTimeoutMs, TIMED_OUT)));
     try {
-      return await this.env!.resolver().resolve(request, ctx);
+      return await Promise.race([this.env!.resolver().resolve(request, ctx), deadline]);
     } catch (e) {
       this.log.error('nfsd.resolve_bug', { rid, cache: CACHE_DIR[cc.cache], error: (e as Error)?.stack ?? String(e) });
       return undefined;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -130,8 +130,12 @@ export class PipefsResponder implements Responder {
   private readonly endian: Endian | undefined;
   private readonly listDir: ListDir;
   private readonly resolveTimeoutMs: number;
-  /** resolved by stop(): lookups still under way give up (their pipes are closing anyway) */
-  private stopping: { promise: Promise<typeof STOPPING>; fire: () => void } | undefined;
+  /**
+   * One per lookup under way, called by stop(): it gives up (its pipe is closing anyway). One
+   * each, removed when the lookup ends: a race against one long-lived promise would keep every
+   * answer ever raced alive until stop().
+   */
+  private readonly onStop = new Set<() => void>();
   private env: ResponderEnv | undefined;
   private log: Logger = silentLogger;
   private running = false;
@@ -167,9 +171,6 @@ export class PipefsResponder implements Responder {
     this.env = env;
     this.log = env.log.child({ responder: this.name, container: this.ctx.container?.id.slice(0, 12) });
     this.running = true;
-    let fire!: () => void;
-    const promise = new Promise<typeof STOPPING>((done) => (fire = () => done(STOPPING)));
-    this.stopping = { promise, fire };
     this.watchRoot();
     this.scheduleScan();
     await this.scanChain;
@@ -183,7 +184,7 @@ export class PipefsResponder implements Responder {
   async stop(): Promise<void> {
     if (!this.running) return;
     this.running = false;
-    this.stopping?.fire();
+    for (const giveUp of [...this.onStop]) giveUp();
     clearInterval(this.rescanTimer);
     this.rootWatcher?.close();
     this.rootWatcher = undefined;
@@ -452,18 +453,20 @@ export class PipefsResponder implements Responder {
   /** The resolver's answer; TIMED_OUT when it has none within the deadline (a later one is dropped). */
   private async resolve(request: Request, rid: number, c: Client): Promise<Answer | undefined | typeof TIMED_OUT | typeof STOPPING> {
     let timer: NodeJS.Timeout | undefined;
+    let giveUp!: () => void;
     const deadline = new Promise<typeof TIMED_OUT>((done) => (timer = setTimeout(done, this.resolveTimeoutMs, TIMED_OUT)));
+    const stopped = new Promise<typeof STOPPING>((done) => (giveUp = () => done(STOPPING)));
+    this.onStop.add(giveUp);
     try {
       // race() handles a late rejection too: nothing is left unhandled
-      const racers: Promise<Answer | typeof TIMED_OUT | typeof STOPPING>[] = [this.env!.resolver().resolve(request, this.ctx), deadline];
-      if (this.stopping) racers.push(this.stopping.promise);
-      return await Promise.race(racers);
+      return await Promise.race([this.env!.resolver().resolve(request, this.ctx), deadline, stopped]);
     } catch (e) {
       // the resolver turns faults into answers; reaching here is a bug — answer, log, go on
       this.log.error('pipefs.resolve_bug', { rid, clnt: c.clnt, error: (e as Error)?.stack ?? String(e) });
       return undefined;
     } finally {
       clearTimeout(timer);
+      this.onStop.delete(giveUp);
     }
   }
 
