@@ -28,6 +28,7 @@ import { silentLogger, type Logger } from '../../log.js';
 import { readNsInode } from '../../ns/proc.js';
 import type { Answer, Context, Request } from '../../types.js';
 import { errnoOf, fdChannelOpener, type KernelChannel, type OpenChannel } from '../channel.js';
+import { RESOLVE_TIMEOUT_MS, TIMED_OUT, within } from '../deadline.js';
 import type { Responder, ResponderEnv, ResponderStatus } from '../responder.js';
 import { CACHE_DIR, expiryAt, formatNegative, formatReply, NFSD_CACHES, printable, splitLines, type NfsdCache, type NfsdKey, parseRequest } from './codec.js';
 
@@ -54,11 +55,8 @@ export const MALFORMED_TTL = 60;
 const PROC_PID_NET = /^\/proc\/(\d+)\/net\/rpc\/?$/;
 /** Requests of one nfsd cache resolved at once (a handful of clients' `ls -l` fits easily). */
 export const MAX_IN_FLIGHT = 64;
-/** How long a request waits for the resolver before it is answered as for an error. */
-export const RESOLVE_TIMEOUT_MS = 10_000;
 /** How long nfsd keeps the answer to a request that timed out. */
 const TIMEOUT_TTL = 5;
-const TIMED_OUT = Symbol('timed out');
 /** How long nfsd keeps an answer resolved across a reload (its flush already happened). */
 export const RELOAD_RACE_TTL = 1;
 /** What idtoname answers when it has no name: rpc.idmapd's bare "nobody" (no domain). */
@@ -371,15 +369,12 @@ export class NfsdResponder implements Responder {
 
   /** The resolver's answer; TIMED_OUT when none comes within the deadline (a late one is dropped). */
   private async resolve(request: Request, ctx: Context, rid: number, cc: CacheChannel): Promise<Answer | undefined | typeof TIMED_OUT> {
-    let timer: NodeJS.Timeout | undefined;
-    const deadline = new Promise<typeof TIMED_OUT>((done) => (timer = setTimeout(done, this.resolveTimeoutMs, TIMED_OUT)));
     try {
-      return await Promise.race([this.env!.resolver().resolve(request, ctx), deadline]);
+      // no stoppers: stop() lets these finish (nfsd keeps its listener count for 30 s)
+      return await within(this.env!.resolver().resolve(request, ctx), this.resolveTimeoutMs);
     } catch (e) {
       this.log.error('nfsd.resolve_bug', { rid, cache: CACHE_DIR[cc.cache], error: (e as Error)?.stack ?? String(e) });
       return undefined;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

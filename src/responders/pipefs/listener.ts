@@ -52,11 +52,10 @@ import { join } from 'node:path';
 import { silentLogger, type Logger } from '../../log.js';
 import type { Answer, Context, Request } from '../../types.js';
 import { errnoOf, fdChannelOpener, type KernelChannel, type OpenChannel } from '../channel.js';
+import { RESOLVE_TIMEOUT_MS, STOPPING, TIMED_OUT, within } from '../deadline.js';
 import type { Responder, ResponderEnv, ResponderStatus } from '../responder.js';
 import { decodeUpcall, encodeFailure, encodeReply, IM_STATUS, type Endian } from './codec.js';
 
-/** How long an upcall waits for the resolver before it gets a failure reply. */
-export const RESOLVE_TIMEOUT_MS = 10_000;
 
 /** What the daemon knows about the namespace this mount belongs to; iface and pipefs are filled in. */
 export type PipefsBase = Omit<Context, 'iface' | 'pipefs' | 'authDomain'>;
@@ -85,8 +84,6 @@ const readdirTyped: ListDir = (path) => readdir(path, { withFileTypes: true });
 
 export const CLNT_DIR = /^clnt[0-9a-f]+$/;
 
-const TIMED_OUT = Symbol('timed out');
-const STOPPING = Symbol('stopping');
 
 type ClientStateName = 'waiting' | 'open' | 'closed';
 
@@ -130,11 +127,7 @@ export class PipefsResponder implements Responder {
   private readonly endian: Endian | undefined;
   private readonly listDir: ListDir;
   private readonly resolveTimeoutMs: number;
-  /**
-   * One per lookup under way, called by stop(): it gives up (its pipe is closing anyway). One
-   * each, removed when the lookup ends: a race against one long-lived promise would keep every
-   * answer ever raced alive until stop().
-   */
+  /** One per lookup under way (deadline.ts `within`), called by stop(): it gives up (its pipe is closing anyway). */
   private readonly onStop = new Set<() => void>();
   private env: ResponderEnv | undefined;
   private log: Logger = silentLogger;
@@ -452,21 +445,12 @@ export class PipefsResponder implements Responder {
 
   /** The resolver's answer; TIMED_OUT when it has none within the deadline (a later one is dropped). */
   private async resolve(request: Request, rid: number, c: Client): Promise<Answer | undefined | typeof TIMED_OUT | typeof STOPPING> {
-    let timer: NodeJS.Timeout | undefined;
-    let giveUp!: () => void;
-    const deadline = new Promise<typeof TIMED_OUT>((done) => (timer = setTimeout(done, this.resolveTimeoutMs, TIMED_OUT)));
-    const stopped = new Promise<typeof STOPPING>((done) => (giveUp = () => done(STOPPING)));
-    this.onStop.add(giveUp);
     try {
-      // race() handles a late rejection too: nothing is left unhandled
-      return await Promise.race([this.env!.resolver().resolve(request, this.ctx), deadline, stopped]);
+      return await within(this.env!.resolver().resolve(request, this.ctx), this.resolveTimeoutMs, this.onStop);
     } catch (e) {
       // the resolver turns faults into answers; reaching here is a bug — answer, log, go on
       this.log.error('pipefs.resolve_bug', { rid, clnt: c.clnt, error: (e as Error)?.stack ?? String(e) });
       return undefined;
-    } finally {
-      clearTimeout(timer);
-      this.onStop.delete(giveUp);
     }
   }
 
